@@ -1,0 +1,21 @@
+//! zabd: a ZooKeeper-compatible coordination server.
+//!
+//! See README.md ("Architecture") for the thread diagram and each layer's invariants. In short,
+//! the layers, each depending only on those above it:
+//!
+//! - [`jute`]: the wire codec, pure functions over byte slices.
+//! - [`tree`], [`session`]: the data tree, watches, ACLs and session tracking; pure.
+//! - [`server`]: the request pipeline (ZooKeeper's Prep → Sync → Final processors) as a
+//!   sans-IO state machine: inputs in, outputs out, time passed in.
+//! - [`net`], [`threads`]: the I/O shell; mio readiness loops and channel loops, one per role.
+//! - `main.rs`: the binary.
+
+pub mod bench;
+pub mod client;
+pub mod config;
+pub mod jute;
+pub mod net;
+pub mod server;
+pub mod session;
+pub mod threads;
+pub mod tree;

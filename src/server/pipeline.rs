@@ -1,0 +1,984 @@
+//! [`ZooKeeperServer`]: the standalone request pipeline as a sans-IO state machine.
+//!
+//! A write is prepared (zxid assigned, validated against outstanding changes), emitted as an
+//! `Output::Append`, and applied to the tree only when `Input::Persisted` covers its zxid; only
+//! then is it answered. A read runs at once unless its connection has a write in flight, in
+//! which case it waits in that connection's queue (ZooKeeper's CommitProcessor rule).
+
+use super::four_letter::{self, FourLetterContext};
+use super::prep::{Outstanding, Prep, PrepSettings};
+use super::stats::{CnxnStats, ServerStats};
+use super::{CnxnId, Input, Output, SessionId};
+use crate::config::Config;
+use crate::jute::data::{perms, Acl, ClientInfo, Id};
+use crate::jute::proto::{
+    keeper_state, op, watcher_type, xid, Code, ConnectRequest, ConnectResponse, MultiResult,
+    ReplyHeader, Request, Response, WatcherEvent,
+};
+use crate::jute::txn::{TxnBody, TxnEntry, TxnHeader};
+use crate::jute::DecodeError;
+use crate::session::{session_password, SessionTracker};
+use crate::tree::{acl, DataTree, ProcessTxnResult, WatchEvent, WatchKind};
+use bytes::Bytes;
+use log::{debug, info, warn};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+
+/// Settings the pipeline reads from [`Config`].
+#[derive(Clone, Debug)]
+pub(super) struct Settings {
+    pub tick_ms: u64,
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    pub super_digest: Option<String>,
+    pub container_check_interval_ms: i64,
+    pub container_max_per_minute: u64,
+    pub prep: PrepSettings,
+    pub config: Config,
+}
+
+impl Settings {
+    fn from_config(config: &Config) -> Settings {
+        let clamp = |ms: u64| i32::try_from(ms).unwrap_or(i32::MAX);
+        Settings {
+            tick_ms: config.tick_time_ms,
+            min_session_timeout_ms: clamp(config.min_session_timeout_ms()),
+            max_session_timeout_ms: clamp(config.max_session_timeout_ms()),
+            super_digest: config.super_digest.clone(),
+            container_check_interval_ms: config.container_check_interval_ms.max(1) as i64,
+            container_max_per_minute: config.container_max_per_minute,
+            prep: PrepSettings {
+                extended_types: config.extended_types_enabled,
+                enforce_quota: config.enforce_quota,
+                skip_acl: config.skip_acl,
+                reconfig_enabled: config.reconfig_enabled,
+            },
+            config: config.clone(),
+        }
+    }
+}
+
+/// Who is waiting for a prepared transaction.
+#[derive(Debug)]
+enum Origin {
+    /// A client request: answer `xid` on `cnxn`.
+    Client { cnxn: CnxnId, xid: i32, op: i32 },
+    /// A new session: answer the handshake on `cnxn`.
+    Connect {
+        cnxn: CnxnId,
+        timeout_ms: i32,
+        read_only: Option<bool>,
+    },
+    /// The server itself (session expiry, container cleanup): nobody to answer.
+    Server,
+}
+
+#[derive(Debug)]
+struct Pending {
+    entry: TxnEntry,
+    origin: Origin,
+    arrival_ms: i64,
+}
+
+/// A connection's requests waiting for an earlier write of the same connection.
+#[derive(Debug)]
+enum Queued {
+    Write {
+        zxid: i64,
+    },
+    Read {
+        xid: i32,
+        req: Request,
+        arrival_ms: i64,
+    },
+}
+
+/// One client connection as the core sees it.
+#[derive(Debug)]
+pub(super) struct Cnxn {
+    pub peer: SocketAddr,
+    pub session: Option<SessionId>,
+    pub timeout_ms: i32,
+    /// Authenticated identities; every connection starts with `ip:<peer address>`.
+    pub auth: Vec<Id>,
+    queue: VecDeque<Queued>,
+    pub stats: CnxnStats,
+}
+
+impl Cnxn {
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+/// The standalone ZooKeeper server core.
+pub struct ZooKeeperServer {
+    settings: Settings,
+    tree: DataTree,
+    sessions: SessionTracker,
+    outstanding: Outstanding,
+    cnxns: BTreeMap<CnxnId, Cnxn>,
+    session_cnxn: HashMap<SessionId, CnxnId>,
+    pending: VecDeque<Pending>,
+    /// The last zxid handed out by prep.
+    last_zxid: i64,
+    appends: Vec<TxnEntry>,
+    stats: ServerStats,
+    next_container_check_ms: i64,
+    /// The time of the input being processed.
+    now_ms: i64,
+}
+
+impl ZooKeeperServer {
+    pub fn new(config: &Config, now_ms: i64) -> ZooKeeperServer {
+        let settings = Settings::from_config(config);
+        let mut tree = DataTree::new();
+        tree.set_extended_types(config.extended_types_enabled);
+        let last_zxid = tree.last_processed_zxid();
+        ZooKeeperServer {
+            sessions: SessionTracker::new(0, settings.tick_ms, now_ms),
+            next_container_check_ms: now_ms + settings.container_check_interval_ms,
+            settings,
+            tree,
+            outstanding: Outstanding::default(),
+            cnxns: BTreeMap::new(),
+            session_cnxn: HashMap::new(),
+            pending: VecDeque::new(),
+            last_zxid,
+            appends: Vec::new(),
+            stats: ServerStats::new(now_ms),
+            now_ms,
+        }
+    }
+
+    /// The tree, for tests and tools.
+    pub fn tree(&self) -> &DataTree {
+        &self.tree
+    }
+
+    /// Prepared transactions not yet durable.
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Feeds one input; outputs are appended to `out` in the order they must happen.
+    pub fn step(&mut self, now_ms: i64, input: Input, out: &mut Vec<Output>) {
+        self.now_ms = self.now_ms.max(now_ms);
+        match input {
+            Input::Accepted { cnxn, peer } => self.on_accepted(now_ms, cnxn, peer),
+            Input::Connect { cnxn, req } => self.on_connect(now_ms, cnxn, req, out),
+            Input::Request { cnxn, xid, req } => self.on_request(now_ms, cnxn, xid, req, out),
+            Input::BadRequest {
+                cnxn,
+                xid,
+                op,
+                error,
+            } => self.on_bad_request(cnxn, xid, op, error, out),
+            Input::FourLetter { cnxn, word } => self.on_four_letter(now_ms, cnxn, word, out),
+            Input::Closed { cnxn } => self.on_closed(cnxn),
+            Input::Persisted { zxid } => self.on_persisted(zxid, out),
+        }
+        self.flush_appends(out);
+    }
+
+    /// Runs timers: session expiry and the container manager.
+    pub fn tick(&mut self, now_ms: i64, out: &mut Vec<Output>) {
+        self.now_ms = self.now_ms.max(now_ms);
+        for id in self.sessions.expire(now_ms) {
+            let timeout = self.sessions.get(id).map_or(0, |s| s.timeout_ms);
+            info!("Expiring session 0x{id:x}, timeout of {timeout}ms exceeded");
+            self.prepare_close(now_ms, id);
+        }
+        if now_ms >= self.next_container_check_ms {
+            self.next_container_check_ms = now_ms + self.settings.container_check_interval_ms;
+            self.check_containers(now_ms);
+        }
+        self.flush_appends(out);
+    }
+
+    /// When `tick` must next run.
+    pub fn next_tick_ms(&self) -> i64 {
+        let expiry = self.sessions.next_expiry_ms().unwrap_or(i64::MAX);
+        expiry.min(self.next_container_check_ms)
+    }
+
+    fn flush_appends(&mut self, out: &mut Vec<Output>) {
+        if !self.appends.is_empty() {
+            out.push(Output::Append {
+                entries: std::mem::take(&mut self.appends),
+            });
+        }
+    }
+
+    fn on_accepted(&mut self, now_ms: i64, cnxn: CnxnId, peer: SocketAddr) {
+        let cnxn_state = Cnxn {
+            peer,
+            session: None,
+            timeout_ms: 0,
+            auth: vec![acl::ip_id(peer.ip())],
+            queue: VecDeque::new(),
+            stats: CnxnStats::new(now_ms),
+        };
+        self.cnxns.insert(cnxn, cnxn_state);
+    }
+
+    fn on_closed(&mut self, cnxn: CnxnId) {
+        let Some(c) = self.cnxns.remove(&cnxn) else {
+            return;
+        };
+        self.tree.remove_cnxn(cnxn);
+        if let Some(session) = c.session {
+            if self.session_cnxn.get(&session) == Some(&cnxn) {
+                self.session_cnxn.remove(&session);
+            }
+        }
+    }
+
+    fn on_connect(
+        &mut self,
+        now_ms: i64,
+        cnxn: CnxnId,
+        req: ConnectRequest,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(c) = self.cnxns.get(&cnxn) else {
+            return;
+        };
+        if c.session.is_some() {
+            warn!("second handshake on connection from {}; closing", c.peer);
+            out.push(Output::Close { cnxn });
+            return;
+        }
+        let last = self.tree.last_processed_zxid();
+        if req.last_zxid_seen > last {
+            info!(
+                "Refusing session(0x{:x}) request for client {} as it has seen zxid 0x{:x} our last zxid is 0x{:x} client must try another server",
+                req.session_id, c.peer, req.last_zxid_seen, last
+            );
+            out.push(Output::Close { cnxn });
+            return;
+        }
+        let timeout_ms = req.time_out.clamp(
+            self.settings.min_session_timeout_ms,
+            self.settings.max_session_timeout_ms,
+        );
+        if req.session_id == 0 {
+            self.create_session(now_ms, cnxn, timeout_ms, req.read_only);
+        } else {
+            self.reopen_session(now_ms, cnxn, &req, timeout_ms, out);
+        }
+    }
+
+    fn create_session(
+        &mut self,
+        now_ms: i64,
+        cnxn: CnxnId,
+        timeout_ms: i32,
+        read_only: Option<bool>,
+    ) {
+        let id = self.sessions.allocate_id();
+        self.sessions.track(id, timeout_ms, now_ms);
+        self.bind_session(cnxn, id, timeout_ms);
+        let (type_, body) = Prep::create_session(timeout_ms);
+        let origin = Origin::Connect {
+            cnxn,
+            timeout_ms,
+            read_only,
+        };
+        let zxid = self.submit(now_ms, id, 0, type_, body, origin);
+        if let Some(c) = self.cnxns.get_mut(&cnxn) {
+            c.queue.push_back(Queued::Write { zxid });
+        }
+    }
+
+    fn reopen_session(
+        &mut self,
+        now_ms: i64,
+        cnxn: CnxnId,
+        req: &ConnectRequest,
+        timeout_ms: i32,
+        out: &mut Vec<Output>,
+    ) {
+        let id = req.session_id;
+        let valid = req.passwd[..] == session_password(id)[..]
+            && self.sessions.touch(id, timeout_ms, now_ms);
+        if !valid {
+            info!("Invalid session 0x{id:x} for client, probably expired");
+            let resp = ConnectResponse {
+                passwd: Bytes::from_static(&[0; 16]),
+                read_only: req.read_only.map(|_| false),
+                ..ConnectResponse::default()
+            };
+            out.push(Output::Connected {
+                cnxn,
+                resp,
+                close: true,
+            });
+            return;
+        }
+        if let Some(old) = self.session_cnxn.get(&id).copied() {
+            if old != cnxn {
+                debug!("session 0x{id:x} moved to a new connection; closing the old one");
+                out.push(Output::Close { cnxn: old });
+                self.on_closed(old);
+            }
+        }
+        self.bind_session(cnxn, id, timeout_ms);
+        out.push(Output::Connected {
+            cnxn,
+            resp: self.connect_response(id, timeout_ms, req.read_only),
+            close: false,
+        });
+    }
+
+    fn bind_session(&mut self, cnxn: CnxnId, id: SessionId, timeout_ms: i32) {
+        if let Some(c) = self.cnxns.get_mut(&cnxn) {
+            c.session = Some(id);
+            c.timeout_ms = timeout_ms;
+        }
+        self.session_cnxn.insert(id, cnxn);
+    }
+
+    fn connect_response(
+        &self,
+        id: SessionId,
+        timeout_ms: i32,
+        read_only: Option<bool>,
+    ) -> ConnectResponse {
+        ConnectResponse {
+            protocol_version: 0,
+            time_out: timeout_ms,
+            session_id: id,
+            passwd: Bytes::copy_from_slice(&session_password(id)),
+            read_only: read_only.map(|_| false),
+        }
+    }
+
+    /// Assigns the next zxid to a prepared transaction and queues it for the log.
+    fn submit(
+        &mut self,
+        now_ms: i64,
+        session: SessionId,
+        cxid: i32,
+        type_: i32,
+        body: TxnBody,
+        origin: Origin,
+    ) -> i64 {
+        self.last_zxid += 1;
+        let zxid = self.last_zxid;
+        let header = TxnHeader {
+            client_id: session,
+            cxid,
+            zxid,
+            time: now_ms,
+            type_,
+        };
+        let entry = TxnEntry {
+            header,
+            body,
+            digest: None,
+        };
+        self.appends.push(entry.clone());
+        self.pending.push_back(Pending {
+            entry,
+            origin,
+            arrival_ms: now_ms,
+        });
+        zxid
+    }
+
+    fn on_request(
+        &mut self,
+        now_ms: i64,
+        cnxn: CnxnId,
+        xid: i32,
+        req: Request,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(c) = self.cnxns.get_mut(&cnxn) else {
+            return;
+        };
+        let Some(session) = c.session else {
+            warn!("request before handshake from {}; closing", c.peer);
+            out.push(Output::Close { cnxn });
+            return;
+        };
+        c.stats.received(now_ms, xid, req.op_code());
+        self.stats.packets_received += 1;
+        let timeout_ms = c.timeout_ms;
+        if !self.sessions.touch(session, timeout_ms, now_ms) {
+            debug!("request on closed session 0x{session:x}; closing the connection");
+            out.push(Output::Close { cnxn });
+            return;
+        }
+        match req {
+            Request::Auth(packet) => self.on_auth(cnxn, xid, &packet.scheme, &packet.auth, out),
+            // No SASL server: ZooKeeper answers OK with a null token.
+            Request::Sasl(_) => self.reply(cnxn, xid, Code::Ok, Response::Sasl(None), now_ms, out),
+            req if req.is_write() => self.on_write(now_ms, cnxn, session, xid, req),
+            req => {
+                let busy = self.cnxns.get(&cnxn).is_some_and(|c| !c.queue.is_empty());
+                if busy {
+                    let queued = Queued::Read {
+                        xid,
+                        req,
+                        arrival_ms: now_ms,
+                    };
+                    if let Some(c) = self.cnxns.get_mut(&cnxn) {
+                        c.queue.push_back(queued);
+                    }
+                } else {
+                    self.run_read(now_ms, cnxn, xid, req, out);
+                }
+            }
+        }
+    }
+
+    fn on_auth(
+        &mut self,
+        cnxn: CnxnId,
+        xid: i32,
+        scheme: &str,
+        auth: &[u8],
+        out: &mut Vec<Output>,
+    ) {
+        let result = acl::authenticate(scheme, auth, self.settings.super_digest.as_deref());
+        let Some(c) = self.cnxns.get_mut(&cnxn) else {
+            return;
+        };
+        let code = match result {
+            Ok(ids) => {
+                info!(
+                    "Session 0x{:x}: auth success for scheme {scheme}",
+                    c.session.unwrap_or(0)
+                );
+                for id in ids {
+                    if !c.auth.contains(&id) {
+                        c.auth.push(id);
+                    }
+                }
+                Code::Ok
+            }
+            Err(code) => {
+                warn!("Authentication failed for scheme: {scheme}");
+                self.stats.auth_failed_count += 1;
+                code
+            }
+        };
+        // Auth is answered at once with zxid 0, outside the pipeline, as ZooKeeper does.
+        let header = ReplyHeader {
+            xid,
+            zxid: 0,
+            err: code.as_i32(),
+        };
+        self.send(cnxn, header, Response::Empty, out);
+        if code != Code::Ok {
+            out.push(Output::Close { cnxn });
+        }
+    }
+
+    fn on_write(&mut self, now_ms: i64, cnxn: CnxnId, session: SessionId, xid: i32, req: Request) {
+        let auth = self
+            .cnxns
+            .get(&cnxn)
+            .map(|c| c.auth.clone())
+            .unwrap_or_default();
+        let (type_, body) = self.prep(now_ms, session, &auth).prepare(&req);
+        if matches!(req, Request::CloseSession) {
+            self.sessions.set_closing(session);
+        }
+        let origin = Origin::Client {
+            cnxn,
+            xid,
+            op: req.op_code(),
+        };
+        let zxid = self.submit(now_ms, session, xid, type_, body, origin);
+        if let Some(c) = self.cnxns.get_mut(&cnxn) {
+            c.queue.push_back(Queued::Write { zxid });
+        }
+    }
+
+    fn prep<'a>(&'a mut self, now_ms: i64, session: SessionId, auth: &'a [Id]) -> Prep<'a> {
+        Prep {
+            tree: &self.tree,
+            outstanding: &mut self.outstanding,
+            sessions: &self.sessions,
+            settings: &self.settings.prep,
+            session_id: session,
+            auth,
+            zxid: self.last_zxid + 1,
+            time_ms: now_ms,
+        }
+    }
+
+    /// A session ends by expiry: a closeSession transaction deletes its ephemerals.
+    fn prepare_close(&mut self, now_ms: i64, session: SessionId) {
+        self.sessions.set_closing(session);
+        let (type_, body) = self
+            .prep(now_ms, session, &[])
+            .prepare(&Request::CloseSession);
+        self.submit(now_ms, session, 0, type_, body, Origin::Server);
+    }
+
+    fn check_containers(&mut self, now_ms: i64) {
+        let per_interval = self.settings.container_max_per_minute as i64
+            * self.settings.container_check_interval_ms
+            / 60_000;
+        let limit = per_interval.max(1) as usize;
+        for path in self.tree.container_candidates(now_ms, limit) {
+            let (type_, body) = self.prep(now_ms, 0, &[]).delete_container(&path);
+            self.submit(now_ms, 0, 0, type_, body, Origin::Server);
+        }
+    }
+
+    fn on_bad_request(
+        &mut self,
+        cnxn: CnxnId,
+        xid: i32,
+        op: i32,
+        error: DecodeError,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(c) = self.cnxns.get(&cnxn) else {
+            return;
+        };
+        let code = match error {
+            DecodeError::UnknownOpcode(_) => Code::Unimplemented,
+            _ => Code::MarshallingError,
+        };
+        warn!(
+            "closing connection from {}: request xid {xid} opcode {op}: {error}",
+            c.peer
+        );
+        let header = ReplyHeader {
+            xid,
+            zxid: self.tree.last_processed_zxid(),
+            err: code.as_i32(),
+        };
+        self.send(cnxn, header, Response::Empty, out);
+        out.push(Output::Close { cnxn });
+    }
+
+    fn on_four_letter(&mut self, now_ms: i64, cnxn: CnxnId, word: [u8; 4], out: &mut Vec<Output>) {
+        let cmd = String::from_utf8_lossy(&word).into_owned();
+        let text = if self.settings.config.four_letter_whitelist.allows(&cmd) {
+            info!("Processing {cmd} command");
+            let ctx = FourLetterContext {
+                now_ms,
+                config: &self.settings.config,
+                tree: &self.tree,
+                sessions: &self.sessions,
+                cnxns: &self.cnxns,
+                stats: &self.stats,
+                outstanding: self.pending.len(),
+                last_zxid: self.tree.last_processed_zxid(),
+            };
+            let text = four_letter::run(&cmd, &ctx);
+            self.after_four_letter(&cmd, now_ms);
+            text
+        } else {
+            format!("{cmd} is not executed because it is not in the whitelist.\n")
+        };
+        out.push(Output::Text { cnxn, text });
+    }
+
+    /// The reset commands change state after their answer is rendered.
+    fn after_four_letter(&mut self, cmd: &str, now_ms: i64) {
+        match cmd {
+            "srst" => self.stats.reset(),
+            "crst" => self.cnxns.values_mut().for_each(|c| c.stats.reset(now_ms)),
+            _ => {}
+        }
+    }
+
+    /// Applies every prepared transaction the log made durable, in zxid order.
+    fn on_persisted(&mut self, zxid: i64, out: &mut Vec<Output>) {
+        while self
+            .pending
+            .front()
+            .is_some_and(|p| p.entry.header.zxid <= zxid)
+        {
+            let p = self.pending.pop_front().expect("front exists");
+            self.apply(p, out);
+        }
+    }
+
+    fn apply(&mut self, p: Pending, out: &mut Vec<Output>) {
+        let header = &p.entry.header;
+        let mut events = Vec::new();
+        let result = {
+            let cnxns = &self.cnxns;
+            let skip_acl = self.settings.prep.skip_acl;
+            let can_read = |c: CnxnId, acl: &[Acl]| {
+                skip_acl
+                    || cnxns
+                        .get(&c)
+                        .is_some_and(|x| acl::check(acl, perms::READ, &x.auth))
+            };
+            self.tree
+                .process_txn(header, &p.entry.body, &can_read, &mut events)
+        };
+        assert_eq!(
+            self.tree.last_processed_zxid(),
+            header.zxid,
+            "transactions apply in zxid order"
+        );
+        self.outstanding.applied(header.zxid);
+        self.send_events(events, out);
+        if header.type_ == op::CLOSE_SESSION {
+            self.session_closed(header.client_id, &p.origin, out);
+        }
+        match p.origin {
+            Origin::Client { cnxn, xid, op } => {
+                let (err, body) = write_reply(op, header.type_, &result);
+                self.reply(cnxn, xid, err, body, p.arrival_ms, out);
+                if op == op::CLOSE_SESSION {
+                    out.push(Output::Close { cnxn });
+                }
+                self.write_done(cnxn, header.zxid, out);
+            }
+            Origin::Connect {
+                cnxn,
+                timeout_ms,
+                read_only,
+            } => {
+                if self.cnxns.contains_key(&cnxn) {
+                    let resp = self.connect_response(header.client_id, timeout_ms, read_only);
+                    out.push(Output::Connected {
+                        cnxn,
+                        resp,
+                        close: false,
+                    });
+                    self.write_done(cnxn, header.zxid, out);
+                }
+            }
+            Origin::Server => {}
+        }
+    }
+
+    /// A session is gone: forget it; an expired session's connection is closed.
+    fn session_closed(&mut self, session: SessionId, origin: &Origin, out: &mut Vec<Output>) {
+        self.sessions.remove(session);
+        if let Some(cnxn) = self.session_cnxn.remove(&session) {
+            if matches!(origin, Origin::Server) {
+                out.push(Output::Close { cnxn });
+            }
+        }
+    }
+
+    fn send_events(&mut self, events: Vec<WatchEvent>, out: &mut Vec<Output>) {
+        for ev in events {
+            if !self.cnxns.contains_key(&ev.cnxn) {
+                continue;
+            }
+            let header = ReplyHeader {
+                xid: xid::NOTIFICATION,
+                zxid: ev.zxid,
+                err: 0,
+            };
+            let event = WatcherEvent {
+                type_: ev.type_,
+                state: keeper_state::SYNC_CONNECTED,
+                path: ev.path,
+            };
+            self.send(ev.cnxn, header, Response::Event(event), out);
+        }
+    }
+
+    /// The write at the head of `cnxn`'s queue is answered: run the reads behind it, up to the
+    /// next write.
+    fn write_done(&mut self, cnxn: CnxnId, zxid: i64, out: &mut Vec<Output>) {
+        let Some(c) = self.cnxns.get_mut(&cnxn) else {
+            return;
+        };
+        match c.queue.pop_front() {
+            Some(Queued::Write { zxid: head }) => assert_eq!(head, zxid, "writes answer in order"),
+            other => {
+                panic!("connection queue out of order: expected write 0x{zxid:x}, found {other:?}")
+            }
+        }
+        loop {
+            let Some(c) = self.cnxns.get_mut(&cnxn) else {
+                return;
+            };
+            if !matches!(c.queue.front(), Some(Queued::Read { .. })) {
+                return;
+            }
+            let Some(Queued::Read {
+                xid,
+                req,
+                arrival_ms,
+            }) = c.queue.pop_front()
+            else {
+                unreachable!("front is a read");
+            };
+            self.run_read(arrival_ms, cnxn, xid, req, out);
+        }
+    }
+
+    fn run_read(
+        &mut self,
+        arrival_ms: i64,
+        cnxn: CnxnId,
+        xid: i32,
+        req: Request,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(session) = self.cnxns.get(&cnxn).and_then(|c| c.session) else {
+            return;
+        };
+        let result = if matches!(req, Request::Ping) || self.sessions.is_active(session) {
+            self.read(cnxn, session, &req, out)
+        } else {
+            Err(Code::SessionExpired)
+        };
+        let xid = if matches!(req, Request::Ping) {
+            xid::PING
+        } else {
+            xid
+        };
+        match result {
+            Ok(body) => self.reply(cnxn, xid, Code::Ok, body, arrival_ms, out),
+            Err(code) => self.reply(cnxn, xid, code, Response::Empty, arrival_ms, out),
+        }
+    }
+
+    fn check_read(&self, cnxn: CnxnId, acl: &[Acl], perm: i32) -> Result<(), Code> {
+        let auth = self.cnxns.get(&cnxn).map_or(&[][..], |c| &c.auth[..]);
+        if self.settings.prep.skip_acl || acl::check(acl, perm, auth) {
+            Ok(())
+        } else {
+            Err(Code::NoAuth)
+        }
+    }
+
+    /// ZooKeeper's FinalRequestProcessor for requests that are not transactions.
+    fn read(
+        &mut self,
+        cnxn: CnxnId,
+        session: SessionId,
+        req: &Request,
+        out: &mut Vec<Output>,
+    ) -> Result<Response, Code> {
+        match req {
+            Request::Ping => Ok(Response::Empty),
+            Request::Sync(r) => Ok(Response::Sync(r.path.clone())),
+            Request::Exists(r) => {
+                if r.path.contains('\0') {
+                    return Err(Code::BadArguments);
+                }
+                if let Some(node) = self.tree.node(&r.path) {
+                    self.check_read(cnxn, self.tree.acl(node), perms::READ)?;
+                }
+                if r.watch {
+                    self.tree.add_watch(&r.path, cnxn, WatchKind::Data);
+                }
+                self.tree
+                    .stat(&r.path)
+                    .map(Response::Stat)
+                    .ok_or(Code::NoNode)
+            }
+            Request::GetData(r) => {
+                let (data, stat) = self.get_data(cnxn, &r.path, r.watch)?;
+                Ok(Response::GetData(data, stat))
+            }
+            Request::GetChildren(r) => Ok(Response::Children(
+                self.get_children(cnxn, &r.path, r.watch)?.0,
+            )),
+            Request::GetChildren2(r) => {
+                let (children, stat) = self.get_children(cnxn, &r.path, r.watch)?;
+                Ok(Response::Children2(children, stat))
+            }
+            Request::GetAcl(r) => self.get_acl(cnxn, &r.path),
+            Request::GetAllChildrenNumber(r) => {
+                let node = self.tree.node(&r.path).ok_or(Code::NoNode)?;
+                self.check_read(cnxn, self.tree.acl(node), perms::READ)?;
+                Ok(Response::Count(
+                    self.tree.count_descendants(&r.path).unwrap_or(0),
+                ))
+            }
+            Request::GetEphemerals(r) => Ok(Response::Paths(
+                self.tree.ephemerals_with_prefix(session, &r.path),
+            )),
+            Request::SetWatches(w) | Request::SetWatches2(w) => {
+                let mut events = Vec::new();
+                self.tree.set_watches(w.relative_zxid, w, cnxn, &mut events);
+                self.send_events(events, out);
+                Ok(Response::Empty)
+            }
+            Request::CheckWatches(r) | Request::RemoveWatches(r) => {
+                let dry_run = matches!(req, Request::CheckWatches(_));
+                if !(watcher_type::CHILDREN..=watcher_type::PERSISTENT_RECURSIVE).contains(&r.type_)
+                {
+                    return Err(Code::BadArguments);
+                }
+                if self.tree.remove_watches(&r.path, cnxn, r.type_, dry_run) {
+                    Ok(Response::Empty)
+                } else {
+                    Err(Code::NoWatcher)
+                }
+            }
+            Request::AddWatch(r) => {
+                let kind = match r.mode {
+                    0 => WatchKind::Persistent,
+                    1 => WatchKind::PersistentRecursive,
+                    _ => return Err(Code::BadArguments),
+                };
+                self.tree.add_watch(&r.path, cnxn, kind);
+                Ok(Response::AddWatch)
+            }
+            Request::WhoAmI => Ok(Response::WhoAmI(self.client_infos(cnxn))),
+            Request::MultiRead(ops) => Ok(Response::Multi(self.multi_read(cnxn, ops))),
+            // Writes, auth and sasl never reach here.
+            _ => Err(Code::Unimplemented),
+        }
+    }
+
+    fn get_data(
+        &mut self,
+        cnxn: CnxnId,
+        path: &str,
+        watch: bool,
+    ) -> Result<(Option<Bytes>, crate::jute::data::Stat), Code> {
+        let node = self.tree.node(path).ok_or(Code::NoNode)?;
+        self.check_read(cnxn, self.tree.acl(node), perms::READ)?;
+        let data = node.data.clone();
+        if watch {
+            self.tree.add_watch(path, cnxn, WatchKind::Data);
+        }
+        let stat = self.tree.stat(path).ok_or(Code::NoNode)?;
+        Ok((data, stat))
+    }
+
+    fn get_children(
+        &mut self,
+        cnxn: CnxnId,
+        path: &str,
+        watch: bool,
+    ) -> Result<(Vec<String>, crate::jute::data::Stat), Code> {
+        let node = self.tree.node(path).ok_or(Code::NoNode)?;
+        self.check_read(cnxn, self.tree.acl(node), perms::READ)?;
+        if watch {
+            self.tree.add_watch(path, cnxn, WatchKind::Child);
+        }
+        let children = self.tree.children(path).ok_or(Code::NoNode)?;
+        let stat = self.tree.stat(path).ok_or(Code::NoNode)?;
+        Ok((children, stat))
+    }
+
+    /// getACL needs READ or ADMIN; without ADMIN digest hashes are masked (CVE-2019-0201).
+    fn get_acl(&self, cnxn: CnxnId, path: &str) -> Result<Response, Code> {
+        let node = self.tree.node(path).ok_or(Code::NoNode)?;
+        let node_acl = self.tree.acl(node);
+        self.check_read(cnxn, node_acl, perms::READ | perms::ADMIN)?;
+        let stat = self.tree.stat(path).ok_or(Code::NoNode)?;
+        let shown = match self.check_read(cnxn, node_acl, perms::ADMIN) {
+            Ok(()) => node_acl.to_vec(),
+            Err(_) => acl::mask_digests(node_acl),
+        };
+        Ok(Response::GetAcl(shown, stat))
+    }
+
+    fn multi_read(&mut self, cnxn: CnxnId, ops: &[Request]) -> Vec<MultiResult> {
+        ops.iter()
+            .map(|sub| {
+                let result = match sub {
+                    Request::GetData(r) => self
+                        .get_data(cnxn, &r.path, r.watch)
+                        .map(|(d, s)| MultiResult::GetData(d, s)),
+                    Request::GetChildren(r) => self
+                        .get_children(cnxn, &r.path, r.watch)
+                        .map(|(c, _)| MultiResult::GetChildren(c)),
+                    _ => Err(Code::Unimplemented),
+                };
+                result.unwrap_or_else(MultiResult::Error)
+            })
+            .collect()
+    }
+
+    fn client_infos(&self, cnxn: CnxnId) -> Vec<ClientInfo> {
+        let auth = self.cnxns.get(&cnxn).map_or(&[][..], |c| &c.auth[..]);
+        auth.iter()
+            .map(|id| {
+                let user = match id.scheme.as_str() {
+                    "digest" => id.id.split(':').next().unwrap_or_default().to_owned(),
+                    "ip" => id.id.clone(),
+                    _ => String::new(),
+                };
+                ClientInfo {
+                    auth_scheme: id.scheme.clone(),
+                    user,
+                }
+            })
+            .collect()
+    }
+
+    /// Answers a request with the tree's last zxid, as FinalRequestProcessor does.
+    fn reply(
+        &mut self,
+        cnxn: CnxnId,
+        xid: i32,
+        err: Code,
+        body: Response,
+        arrival_ms: i64,
+        out: &mut Vec<Output>,
+    ) {
+        let zxid = self.tree.last_processed_zxid();
+        let header = ReplyHeader {
+            xid,
+            zxid,
+            err: err.as_i32(),
+        };
+        let now_ms = self.now_ms.max(arrival_ms);
+        if let Some(c) = self.cnxns.get_mut(&cnxn) {
+            c.stats.replied(now_ms, arrival_ms, zxid);
+        }
+        self.stats.request_done(now_ms - arrival_ms);
+        self.send(cnxn, header, body, out);
+    }
+
+    fn send(&mut self, cnxn: CnxnId, header: ReplyHeader, body: Response, out: &mut Vec<Output>) {
+        if let Some(c) = self.cnxns.get_mut(&cnxn) {
+            c.stats.packets_sent += 1;
+            self.stats.packets_sent += 1;
+            out.push(Output::Reply { cnxn, header, body });
+        }
+    }
+}
+
+/// The reply to an applied write, from the tree's result (FinalRequestProcessor).
+fn write_reply(op_code: i32, txn_type: i32, result: &ProcessTxnResult) -> (Code, Response) {
+    if txn_type == op::ERROR {
+        return (result.err, Response::Empty);
+    }
+    let body = match op_code {
+        op::CREATE => Response::Create(result.path.clone()),
+        op::CREATE2 | op::CREATE_TTL | op::CREATE_CONTAINER => {
+            Response::Create2(result.path.clone(), result.stat.clone().unwrap_or_default())
+        }
+        op::SET_DATA | op::SET_ACL | op::CHECK => {
+            Response::Stat(result.stat.clone().unwrap_or_default())
+        }
+        op::MULTI => {
+            return (
+                Code::Ok,
+                Response::Multi(result.multi.iter().map(multi_result).collect()),
+            )
+        }
+        _ => Response::Empty,
+    };
+    (result.err, body)
+}
+
+fn multi_result(sub: &ProcessTxnResult) -> MultiResult {
+    match sub.type_ {
+        op::CHECK => MultiResult::Check,
+        op::CREATE => MultiResult::Create(sub.path.clone()),
+        op::CREATE2 | op::CREATE_TTL | op::CREATE_CONTAINER => {
+            MultiResult::Create2(sub.path.clone(), sub.stat.clone().unwrap_or_default())
+        }
+        op::DELETE | op::DELETE_CONTAINER => MultiResult::Delete,
+        op::SET_DATA => MultiResult::SetData(sub.stat.clone().unwrap_or_default()),
+        _ => MultiResult::Error(sub.err),
+    }
+}

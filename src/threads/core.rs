@@ -1,0 +1,190 @@
+//! The `zabd-core` thread: owns the sans-IO [`ZooKeeperServer`] and is its only caller. It
+//! waits on the client thread's inputs and the sync thread's durable notices (or the next
+//! tick), steps the core with each, and routes what comes out: log appends to the sync thread,
+//! everything else to the client thread as one batch and one wakeup.
+
+use crate::config::Config;
+use crate::jute::txn::TxnEntry;
+use crate::server::{Input, Output, ZooKeeperServer};
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
+use mio::Waker;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Inputs stepped per wakeup before the tick and the outputs get their turn.
+pub const INPUT_BATCH_MAX: usize = 1024;
+
+/// The longest wait without looking at the clock, in case the wall clock jumps.
+const WAIT_MAX_MS: i64 = 1000;
+
+/// Wall-clock milliseconds since the UNIX epoch (what ZooKeeper stamps on znodes and session
+/// ids), made monotonic: a clock stepped backwards holds time still instead of reversing it.
+#[derive(Debug, Default)]
+pub struct WallClock {
+    last_ms: i64,
+}
+
+impl WallClock {
+    pub fn now_ms(&mut self) -> i64 {
+        let wall_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        self.last_ms = self.last_ms.max(wall_ms);
+        self.last_ms
+    }
+
+    /// The instant at which wall-clock time `at_ms` is due, capped at [`WAIT_MAX_MS`].
+    pub fn deadline(&mut self, at_ms: i64) -> Instant {
+        let wait_ms = at_ms.saturating_sub(self.now_ms()).clamp(0, WAIT_MAX_MS);
+        Instant::now() + Duration::from_millis(wait_ms as u64)
+    }
+}
+
+/// The core thread's channel ends.
+pub struct CoreChannels {
+    pub inputs: Receiver<Input>,
+    pub persisted: Receiver<i64>,
+    pub outputs: Sender<Vec<Output>>,
+    pub client_waker: Arc<Waker>,
+    pub appends: Sender<Vec<TxnEntry>>,
+}
+
+/// Why the loop stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CoreExit {
+    /// The client thread hung up: shutdown.
+    ClientGone,
+    /// The sync thread stopped (a failed log): nothing more can be made durable.
+    SyncGone,
+}
+
+pub struct CoreLoop {
+    server: ZooKeeperServer,
+    clock: WallClock,
+    ch: CoreChannels,
+    out: Vec<Output>,
+}
+
+impl CoreLoop {
+    pub fn new(config: &Config, ch: CoreChannels) -> CoreLoop {
+        let mut clock = WallClock::default();
+        let server = ZooKeeperServer::new(config, clock.now_ms());
+        CoreLoop {
+            server,
+            clock,
+            ch,
+            out: Vec::new(),
+        }
+    }
+
+    pub fn run(mut self) -> CoreExit {
+        loop {
+            self.wait();
+            if let Err(exit) = self.drain() {
+                return exit;
+            }
+            let now_ms = self.clock.now_ms();
+            if now_ms >= self.server.next_tick_ms() {
+                self.server.tick(now_ms, &mut self.out);
+            }
+            if let Err(exit) = self.route() {
+                return exit;
+            }
+        }
+    }
+
+    /// Sleeps until an input or a notice is ready (or a channel hung up), or the tick is due.
+    fn wait(&mut self) {
+        let deadline = self.clock.deadline(self.server.next_tick_ms());
+        let mut select = Select::new();
+        select.recv(&self.ch.inputs);
+        select.recv(&self.ch.persisted);
+        // Ready or timed out, the drain that follows finds out which.
+        let _ = select.ready_deadline(deadline);
+    }
+
+    /// Steps every durable notice, then a bounded batch of inputs.
+    fn drain(&mut self) -> Result<(), CoreExit> {
+        // Notices first: they release replies that are waiting for durability.
+        loop {
+            match self.ch.persisted.try_recv() {
+                Ok(zxid) => self.step(Input::Persisted { zxid }),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    log::error!("the sync thread stopped; stopping the core");
+                    return Err(CoreExit::SyncGone);
+                }
+            }
+        }
+        for _ in 0..INPUT_BATCH_MAX {
+            match self.ch.inputs.try_recv() {
+                Ok(input) => self.step(input),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return Err(CoreExit::ClientGone),
+            }
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, input: Input) {
+        let now_ms = self.clock.now_ms();
+        self.server.step(now_ms, input, &mut self.out);
+    }
+
+    /// Appends go to the sync thread (which never blocks on us, so a blocking send is safe),
+    /// the rest to the client thread (which never blocks at all) with one wakeup per batch.
+    fn route(&mut self) -> Result<(), CoreExit> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let mut entries = Vec::new();
+        let mut batch = Vec::with_capacity(self.out.len());
+        for output in self.out.drain(..) {
+            match output {
+                Output::Append { entries: more } => entries.extend(more),
+                other => batch.push(other),
+            }
+        }
+        if !entries.is_empty() && self.ch.appends.send(entries).is_err() {
+            log::error!("the sync thread stopped; stopping the core");
+            return Err(CoreExit::SyncGone);
+        }
+        if !batch.is_empty() {
+            if self.ch.outputs.send(batch).is_err() {
+                return Err(CoreExit::ClientGone);
+            }
+            if let Err(e) = self.ch.client_waker.wake() {
+                log::error!("cannot wake the client thread: {e}");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_never_goes_back() {
+        let mut clock = WallClock {
+            last_ms: i64::MAX - 5,
+        };
+        assert_eq!(clock.now_ms(), i64::MAX - 5);
+        let mut clock = WallClock::default();
+        let a = clock.now_ms();
+        let b = clock.now_ms();
+        assert!(a > 1_600_000_000_000 && b >= a);
+    }
+
+    #[test]
+    fn deadlines_are_capped_and_never_in_the_past() {
+        let mut clock = WallClock::default();
+        let now = Instant::now();
+        let far = clock.deadline(i64::MAX);
+        assert!(far <= now + Duration::from_millis(WAIT_MAX_MS as u64 + 100));
+        let past = clock.deadline(0);
+        assert!(past >= now && past <= Instant::now());
+    }
+}

@@ -1,0 +1,270 @@
+//! The `zabd-sync` thread: ZooKeeper's SyncRequestProcessor. It appends the core's
+//! transactions to the write-ahead log, makes them durable with one sync per group (group
+//! commit: everything queued when a sync starts shares it), then tells the core, which only
+//! then applies them and answers the clients.
+//!
+//! It never blocks on the core: durable notices go out with `try_send`, and while the core's
+//! channel is full they coalesce into the highest zxid (a notice covers everything before it).
+
+use crate::jute::txn::TxnEntry;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A group commit stops taking more batches once it holds this many transactions
+/// (ZooKeeper's `maxBatchSize` default), so one sync never waits on an endless stream.
+pub const GROUP_COMMIT_TXNS_MAX: usize = 1000;
+
+/// How soon an undelivered durable notice is retried while the core's channel is full.
+const NOTICE_RETRY: Duration = Duration::from_millis(1);
+
+/// Where transactions go to become durable. `append` may buffer; only after `sync` returns
+/// Ok must every appended transaction survive a crash.
+pub trait TxnLogWriter: Send {
+    fn append(&mut self, entries: &[TxnEntry]) -> io::Result<()>;
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+/// A log that keeps nothing: **not durable**. Until the write-ahead log exists, a restart
+/// loses every transaction.
+#[derive(Debug, Default)]
+pub struct NullLog;
+
+impl TxnLogWriter for NullLog {
+    fn append(&mut self, _entries: &[TxnEntry]) -> io::Result<()> {
+        Ok(())
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Group-commit counters, readable from any thread (for `mntr` and benchmarks).
+#[derive(Debug, Default)]
+pub struct SyncStats {
+    /// Syncs done.
+    pub syncs: AtomicU64,
+    /// Transactions made durable.
+    pub txns: AtomicU64,
+    /// Transactions in the most recent sync.
+    pub last_batch_txns: AtomicU64,
+    /// Transactions in the largest sync so far.
+    pub max_batch_txns: AtomicU64,
+    /// The highest zxid made durable.
+    pub last_zxid: AtomicU64,
+}
+
+impl SyncStats {
+    fn record(&self, txns: usize, last_zxid: i64) {
+        let txns = txns as u64;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.txns.fetch_add(txns, Ordering::Relaxed);
+        self.last_batch_txns.store(txns, Ordering::Relaxed);
+        self.max_batch_txns.fetch_max(txns, Ordering::Relaxed);
+        self.last_zxid.store(last_zxid as u64, Ordering::Relaxed);
+    }
+}
+
+/// The sync thread's state.
+pub struct SyncLoop {
+    log: Box<dyn TxnLogWriter>,
+    appends: Receiver<Vec<TxnEntry>>,
+    persisted: Sender<i64>,
+    stats: Arc<SyncStats>,
+    /// The last zxid appended: zxids must strictly increase.
+    last_appended: i64,
+    /// A durable zxid the core has not been told about yet.
+    unsent: Option<i64>,
+}
+
+impl SyncLoop {
+    pub fn new(
+        log: Box<dyn TxnLogWriter>,
+        appends: Receiver<Vec<TxnEntry>>,
+        persisted: Sender<i64>,
+        stats: Arc<SyncStats>,
+    ) -> SyncLoop {
+        SyncLoop {
+            log,
+            appends,
+            persisted,
+            stats,
+            last_appended: i64::MIN,
+            unsent: None,
+        }
+    }
+
+    /// Runs until the core hangs up (shutdown) or the log fails. A failed log stops the
+    /// thread, and with it the server: acknowledging writes that are not durable is worse.
+    pub fn run(mut self) {
+        loop {
+            let first = match self.next_batch() {
+                Ok(first) => first,
+                Err(()) => return,
+            };
+            if let Some(first) = first {
+                if let Err(e) = self.commit(first) {
+                    log::error!("transaction log write failed, stopping the server: {e}");
+                    return;
+                }
+            }
+            if !self.notify() {
+                return;
+            }
+        }
+    }
+
+    /// Waits for work; only briefly while a notice is waiting for room. Err = core gone.
+    fn next_batch(&mut self) -> Result<Option<Vec<TxnEntry>>, ()> {
+        if self.unsent.is_none() {
+            return self.appends.recv().map(Some).map_err(|_| ());
+        }
+        match self.appends.recv_timeout(NOTICE_RETRY) {
+            Ok(batch) => Ok(Some(batch)),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(()),
+        }
+    }
+
+    /// Appends `first` and whatever else is queued, then syncs once.
+    fn commit(&mut self, first: Vec<TxnEntry>) -> io::Result<()> {
+        let mut txns = 0;
+        let mut batch = Some(first);
+        while let Some(entries) = batch {
+            for entry in &entries {
+                assert!(
+                    entry.header.zxid > self.last_appended,
+                    "zxid {:#x} appended after {:#x}",
+                    entry.header.zxid,
+                    self.last_appended
+                );
+                self.last_appended = entry.header.zxid;
+            }
+            self.log.append(&entries)?;
+            txns += entries.len();
+            batch = if txns < GROUP_COMMIT_TXNS_MAX {
+                self.appends.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if txns == 0 {
+            return Ok(());
+        }
+        self.log.sync()?;
+        self.stats.record(txns, self.last_appended);
+        self.unsent = Some(self.last_appended);
+        Ok(())
+    }
+
+    /// Tells the core the durable zxid if there is room; false when the core is gone.
+    fn notify(&mut self) -> bool {
+        let Some(zxid) = self.unsent else {
+            return true;
+        };
+        match self.persisted.try_send(zxid) {
+            Ok(()) => {
+                self.unsent = None;
+                true
+            }
+            // Kept: the next notice carries a higher zxid, which covers this one.
+            Err(TrySendError::Full(_)) => true,
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jute::txn::{ErrorTxn, TxnBody, TxnHeader};
+    use crossbeam_channel::bounded;
+    use std::sync::Mutex;
+
+    fn entry(zxid: i64) -> TxnEntry {
+        TxnEntry {
+            header: TxnHeader {
+                zxid,
+                ..TxnHeader::default()
+            },
+            body: TxnBody::Error(ErrorTxn { err: 0 }),
+            digest: None,
+        }
+    }
+
+    /// Records what the thread did, in order.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<String>>>);
+
+    impl TxnLogWriter for Recorder {
+        fn append(&mut self, entries: &[TxnEntry]) -> io::Result<()> {
+            let zxids: Vec<i64> = entries.iter().map(|e| e.header.zxid).collect();
+            self.0.lock().unwrap().push(format!("append {zxids:?}"));
+            Ok(())
+        }
+        fn sync(&mut self) -> io::Result<()> {
+            self.0.lock().unwrap().push("sync".into());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn queued_batches_share_one_sync_and_notices_coalesce() {
+        let (append_tx, append_rx) = bounded(16);
+        let (persisted_tx, persisted_rx) = bounded(1);
+        let rec = Recorder::default();
+        let stats = Arc::new(SyncStats::default());
+        // Everything is queued before the thread starts: one group commit.
+        append_tx.send(vec![entry(1), entry(2)]).unwrap();
+        append_tx.send(vec![entry(3)]).unwrap();
+        let sync = SyncLoop::new(
+            Box::new(rec.clone()),
+            append_rx,
+            persisted_tx,
+            stats.clone(),
+        );
+        let thread = std::thread::spawn(move || sync.run());
+        assert_eq!(persisted_rx.recv().unwrap(), 3);
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            ["append [1, 2]", "append [3]", "sync"]
+        );
+        assert_eq!(stats.last_batch_txns.load(Ordering::Relaxed), 3);
+        // The notice channel (capacity 1) fills; later notices coalesce to the highest zxid.
+        for z in 4..50 {
+            append_tx.send(vec![entry(z)]).unwrap();
+        }
+        let mut last = 0;
+        while last < 49 {
+            last = persisted_rx.recv().unwrap();
+        }
+        assert_eq!(stats.txns.load(Ordering::Relaxed), 49);
+        drop(append_tx);
+        thread.join().unwrap();
+    }
+
+    struct Failing;
+    impl TxnLogWriter for Failing {
+        fn append(&mut self, _: &[TxnEntry]) -> io::Result<()> {
+            Ok(())
+        }
+        fn sync(&mut self) -> io::Result<()> {
+            Err(io::Error::other("disk on fire"))
+        }
+    }
+
+    #[test]
+    fn a_failed_sync_stops_the_thread_without_a_notice() {
+        let (append_tx, append_rx) = bounded(4);
+        let (persisted_tx, persisted_rx) = bounded(4);
+        let stats = Arc::new(SyncStats::default());
+        let sync = SyncLoop::new(Box::new(Failing), append_rx, persisted_tx, stats);
+        let thread = std::thread::spawn(move || sync.run());
+        append_tx.send(vec![entry(1)]).unwrap();
+        thread.join().unwrap();
+        // The thread is gone without reporting anything durable.
+        assert!(persisted_rx.recv().is_err());
+    }
+}
