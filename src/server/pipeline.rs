@@ -415,7 +415,11 @@ impl ZooKeeperServer {
             Request::Auth(packet) => self.on_auth(cnxn, xid, &packet.scheme, &packet.auth, out),
             // No SASL server: ZooKeeper answers OK with a null token.
             Request::Sasl(_) => self.reply(cnxn, xid, Code::Ok, Response::Sasl(None), now_ms, out),
-            req if req.is_write() => self.on_write(now_ms, cnxn, session, xid, req),
+            // A check outside a multi changes nothing; ZooKeeper logs it anyway and then cannot
+            // replay its own log, so zabd answers it as an (ordered) read instead.
+            req if req.is_write() && !matches!(req, Request::Check(_)) => {
+                self.on_write(now_ms, cnxn, session, xid, req)
+            }
             req => {
                 let busy = self.cnxns.get(&cnxn).is_some_and(|c| !c.queue.is_empty());
                 if busy {
@@ -828,6 +832,15 @@ impl ZooKeeperServer {
                 Ok(Response::AddWatch)
             }
             Request::WhoAmI => Ok(Response::WhoAmI(self.client_infos(cnxn))),
+            Request::Check(r) => {
+                let node = self.tree.node(&r.path).ok_or(Code::NoNode)?;
+                self.check_read(cnxn, self.tree.acl(node), perms::READ)?;
+                let stat = self.tree.stat_of(node);
+                if r.version != -1 && r.version != stat.version {
+                    return Err(Code::BadVersion);
+                }
+                Ok(Response::Stat(stat))
+            }
             Request::MultiRead(ops) => Ok(Response::Multi(self.multi_read(cnxn, ops))),
             // Writes, auth and sasl never reach here.
             _ => Err(Code::Unimplemented),

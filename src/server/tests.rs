@@ -606,3 +606,36 @@ fn close_session_deletes_ephemerals_answers_and_closes() {
     assert!(matches!(out.last(), Some(Output::Close { cnxn: 1 })));
     assert!(h.server.tree().node("/eph").is_none());
 }
+
+#[test]
+fn a_standalone_check_is_answered_in_order_and_never_logged() {
+    let mut h = Harness::new();
+    h.session(1);
+    h.call(1, 1, create("/c", b"", create_mode::PERSISTENT));
+    let logged = h.server.tree().last_processed_zxid();
+    let (header, body) = h.call(
+        1,
+        2,
+        Request::Check(CheckVersionRequest {
+            path: "/c".into(),
+            version: 0,
+        }),
+    );
+    assert_eq!(header.err, 0);
+    assert_eq!(stat_of(&body).version, 0);
+    let (header, _) = h.call(
+        1,
+        3,
+        Request::Check(CheckVersionRequest {
+            path: "/c".into(),
+            version: 4,
+        }),
+    );
+    assert_eq!(header.err, Code::BadVersion.as_i32());
+    assert!(h.unsynced.is_empty());
+    assert_eq!(
+        h.server.tree().last_processed_zxid(),
+        logged,
+        "no transaction for a standalone check"
+    );
+}

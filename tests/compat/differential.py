@@ -65,6 +65,19 @@ OP_TIMEOUT = 15.0
 ROOT = "/diff"
 NOEXPECT = object()  # "no expected value" (None is a legitimate expectation)
 
+# Steps where zabd deliberately follows current Apache ZooKeeper 3.9 rather than Debian's
+# 3.8.0: step name -> (why, the value zabd must give). zabd's value is still asserted.
+KNOWN_DIFFERENCES = {
+    "exists perms-0 node (no ACL check)": (
+        "3.9.2/3.8.4 (ZOOKEEPER-2590): exists needs READ on an existing node",
+        ["raised", "NoAuthError"],
+    ),
+    "exists protected without auth": (
+        "3.9.2/3.8.4 (ZOOKEEPER-2590): exists needs READ on an existing node",
+        ["raised", "NoAuthError"],
+    ),
+}
+
 # --------------------------------------------------------------------------
 # Raw requests kazoo has no API for.  (__bool__: kazoo skips the response
 # of a request object that is falsy, e.g. an empty namedtuple.)
@@ -867,7 +880,16 @@ def main():
             failed += 1
             print("FAIL step %d: scenario diverged: zookeeper step %r, zabd step %r" % (i, a[0], b[0]))
             continue
-        if not only:
+        if not only and name in KNOWN_DIFFERENCES:
+            why, want = KNOWN_DIFFERENCES[name]
+            if b[1] == want:
+                passed += 1
+                print("PASS %s [known difference: %s]" % (name, why))
+            else:
+                failed += 1
+                print("FAIL %s [known difference: %s; zabd must give %s, got %s]"
+                      % (name, why, short(want, 300), short(b[1], 300)))
+        elif not only:
             if a[1] == b[1]:
                 passed += 1
                 print("PASS %s" % name)
