@@ -15,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod jute;
 pub mod net;
+pub mod persistence;
 pub mod server;
 pub mod session;
 pub mod threads;

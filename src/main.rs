@@ -64,14 +64,6 @@ fn serve(config: Config) -> ExitCode {
     for warning in &config.warnings {
         log::warn!("{warning}");
     }
-    // ZooKeeper creates its data directories when they are missing.
-    let log_dir = config.data_log_dir.as_ref().unwrap_or(&config.data_dir);
-    for dir in [&config.data_dir, log_dir] {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            log::error!("cannot create data directory {}: {e}", dir.display());
-            return ExitCode::FAILURE;
-        }
-    }
     let data_dir = config.data_dir.clone();
     let handle = match zabd::threads::run(config) {
         Ok(handle) => handle,
@@ -86,7 +78,6 @@ fn serve(config: Config) -> ExitCode {
         handle.local_addr(),
         data_dir.display()
     );
-    log::warn!("no transaction log yet: writes are acknowledged but NOT durable across restarts");
     // Returns only if the server stops by itself (a failed log or a dead thread).
     match handle.wait() {
         Ok(()) => ExitCode::SUCCESS,

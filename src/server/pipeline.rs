@@ -131,12 +131,27 @@ pub struct ZooKeeperServer {
 
 impl ZooKeeperServer {
     pub fn new(config: &Config, now_ms: i64) -> ZooKeeperServer {
-        let settings = Settings::from_config(config);
         let mut tree = DataTree::new();
         tree.set_extended_types(config.extended_types_enabled);
+        ZooKeeperServer::restore(config, now_ms, tree, &[])
+    }
+
+    /// A server over a tree and sessions recovered from disk. Restored sessions get a full
+    /// timeout from now to reconnect, as in ZooKeeper.
+    pub fn restore(
+        config: &Config,
+        now_ms: i64,
+        tree: DataTree,
+        sessions: &[(SessionId, i32)],
+    ) -> ZooKeeperServer {
+        let settings = Settings::from_config(config);
         let last_zxid = tree.last_processed_zxid();
+        let mut tracker = SessionTracker::new(0, settings.tick_ms, now_ms);
+        for &(id, timeout_ms) in sessions {
+            tracker.track(id, timeout_ms, now_ms);
+        }
         ZooKeeperServer {
-            sessions: SessionTracker::new(0, settings.tick_ms, now_ms),
+            sessions: tracker,
             next_container_check_ms: now_ms + settings.container_check_interval_ms,
             settings,
             tree,

@@ -5,6 +5,7 @@
 
 use crate::config::Config;
 use crate::jute::txn::TxnEntry;
+use crate::persistence::Restored;
 use crate::server::{Input, Output, ZooKeeperServer};
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 use mio::Waker;
@@ -67,9 +68,13 @@ pub struct CoreLoop {
 }
 
 impl CoreLoop {
-    pub fn new(config: &Config, ch: CoreChannels) -> CoreLoop {
+    pub fn new(config: &Config, restored: Option<Restored>, ch: CoreChannels) -> CoreLoop {
         let mut clock = WallClock::default();
-        let server = ZooKeeperServer::new(config, clock.now_ms());
+        let now_ms = clock.now_ms();
+        let server = match restored {
+            Some(r) => ZooKeeperServer::restore(config, now_ms, r.tree, &r.sessions),
+            None => ZooKeeperServer::new(config, now_ms),
+        };
         CoreLoop {
             server,
             clock,

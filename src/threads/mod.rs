@@ -23,6 +23,7 @@ pub mod core;
 pub mod sync;
 
 use crate::config::Config;
+use crate::persistence::{FileLog, FileTxnSnapLog, RestoreError, Restored};
 use crossbeam_channel::bounded;
 use mio::net::TcpListener;
 use mio::{Poll, Waker};
@@ -34,7 +35,8 @@ use std::thread::JoinHandle;
 
 use self::client::{ClientLoop, Limits};
 use self::core::{CoreChannels, CoreExit, CoreLoop};
-use self::sync::{NullLog, SyncLoop, SyncStats, TxnLogWriter};
+pub use self::sync::TxnLogWriter;
+use self::sync::{NullLog, SyncLoop, SyncStats};
 
 /// Inputs in flight from the client thread to the core.
 pub const INPUT_CHANNEL_CAPACITY: usize = 4096;
@@ -115,11 +117,41 @@ fn join<T>(name: &str, handle: Option<JoinHandle<T>>) {
 /// Binds the client port and starts the threads, with a transaction log that keeps nothing
 /// (see [`NullLog`]).
 pub fn run(config: Config) -> io::Result<ServerHandle> {
-    run_with_log(config, Box::new(NullLog))
+    let db = FileTxnSnapLog::open(&config).map_err(restore_error)?;
+    let restored = db
+        .restore(config.extended_types_enabled)
+        .map_err(restore_error)?;
+    log::info!(
+        "restored {} znodes and {} sessions: snapshot 0x{:x} plus {} logged transactions, last zxid 0x{:x}",
+        restored.tree.node_count(),
+        restored.sessions.len(),
+        restored.snapshot_zxid,
+        restored.txns_replayed,
+        restored.tree.last_processed_zxid()
+    );
+    let log = FileLog::new(db.log_writer(&config)?, &config);
+    start(config, Some(restored), Box::new(log))
 }
 
-/// [`run`] with the given transaction log.
+fn restore_error(e: RestoreError) -> io::Error {
+    io::Error::other(format!("cannot load the data directory: {e}"))
+}
+
+/// A server that keeps nothing on disk (tests of the protocol and of the I/O shell).
+pub fn run_in_memory(config: Config) -> io::Result<ServerHandle> {
+    start(config, None, Box::new(NullLog))
+}
+
+/// [`run`] with the given transaction log and an empty tree (tests, tools).
 pub fn run_with_log(config: Config, log: Box<dyn TxnLogWriter>) -> io::Result<ServerHandle> {
+    start(config, None, log)
+}
+
+fn start(
+    config: Config,
+    restored: Option<Restored>,
+    log: Box<dyn TxnLogWriter>,
+) -> io::Result<ServerHandle> {
     let addr = config
         .client_address()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -157,7 +189,7 @@ pub fn run_with_log(config: Config, log: Box<dyn TxnLogWriter>) -> io::Result<Se
     };
     let core_config = config.clone();
     handle.core = Some(spawn("zabd-core", move || {
-        CoreLoop::new(&core_config, channels).run()
+        CoreLoop::new(&core_config, restored, channels).run()
     })?);
     let limits = Limits::from_config(&config);
     let client = ClientLoop::new(poll, listener, limits, input_tx, output_rx, stop)?;
@@ -273,7 +305,7 @@ mod tests {
 
     #[test]
     fn handshake_and_request_round_trip() {
-        let server = run(test_config()).unwrap();
+        let server = run_in_memory(test_config()).unwrap();
         let mut stream = session(server.local_addr());
         round_trip(&mut stream, 1);
         round_trip(&mut stream, 2);
@@ -286,7 +318,7 @@ mod tests {
             jute_max_buffer_bytes: 4096,
             ..test_config()
         };
-        let server = run(config).unwrap();
+        let server = run_in_memory(config).unwrap();
         let mut good = session(server.local_addr());
         let mut bad = session(server.local_addr());
         // Only the length goes out: the server must refuse before the payload arrives.
@@ -303,7 +335,7 @@ mod tests {
 
     #[test]
     fn negative_lengths_and_headerless_frames_close() {
-        let server = run(test_config()).unwrap();
+        let server = run_in_memory(test_config()).unwrap();
         let mut first = connect(server.local_addr());
         first.write_all(&(-1i32).to_be_bytes()).unwrap();
         assert!(closed_by_server(&mut first));
@@ -318,7 +350,7 @@ mod tests {
 
     #[test]
     fn ruok_gets_imok_then_close() {
-        let server = run(test_config()).unwrap();
+        let server = run_in_memory(test_config()).unwrap();
         let mut stream = connect(server.local_addr());
         stream.write_all(b"ruok").unwrap();
         let mut answer = String::new();
@@ -333,7 +365,7 @@ mod tests {
             max_client_cnxns: 2,
             ..test_config()
         };
-        let server = run(config).unwrap();
+        let server = run_in_memory(config).unwrap();
         let mut a = session(server.local_addr());
         let _b = session(server.local_addr());
         let mut refused = connect(server.local_addr());
@@ -367,7 +399,7 @@ mod tests {
             global_outstanding_limit: 5,
             ..test_config()
         };
-        let server = run(config).unwrap();
+        let server = run_in_memory(config).unwrap();
         let mut stream = session(server.local_addr());
         let mut writer = stream.try_clone().unwrap();
         let sender = std::thread::spawn(move || {
@@ -393,7 +425,7 @@ mod tests {
             sessionless_cnxn_timeout_ms: 200,
             ..test_config()
         };
-        let server = run(config).unwrap();
+        let server = run_in_memory(config).unwrap();
         let mut silent = connect(server.local_addr());
         let started = Instant::now();
         assert!(closed_by_server(&mut silent));
@@ -409,7 +441,7 @@ mod tests {
     fn shutdown_is_fast_and_closes_every_socket() {
         let started = Instant::now();
         for _ in 0..20 {
-            let server = run(test_config()).unwrap();
+            let server = run_in_memory(test_config()).unwrap();
             let addr = server.local_addr();
             let mut s = session(addr);
             server.shutdown();
@@ -425,7 +457,7 @@ mod tests {
 
     #[test]
     fn dropping_the_handle_stops_the_server() {
-        let server = run(test_config()).unwrap();
+        let server = run_in_memory(test_config()).unwrap();
         let addr = server.local_addr();
         drop(server);
         assert!(TcpStream::connect(addr).is_err());

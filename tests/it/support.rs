@@ -1,0 +1,3 @@
+//! Shared helpers.
+#[allow(unused_imports)]
+use zookeeper_client as zk;
