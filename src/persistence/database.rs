@@ -149,6 +149,37 @@ impl FileTxnSnapLog {
             .map_err(|e| RestoreError::Io(self.snap_dir.clone(), e))
     }
 
+    /// ZooKeeper's PurgeTxnLog: keeps the newest `retain` snapshots and every log file that
+    /// may hold a transaction after the oldest of them. Returns (snapshots, logs) removed.
+    pub fn purge(&self, retain: usize) -> io::Result<(usize, usize)> {
+        let snaps = super::find_snapshots(&self.snap_dir)?;
+        if snaps.len() <= retain {
+            return Ok((0, 0));
+        }
+        let oldest_kept = snaps[retain - 1].0;
+        let logs = super::list_log_files(&self.log_dir)?;
+        // The newest log starting at or before the oldest kept snapshot may hold txns after it.
+        let keep_from = logs
+            .iter()
+            .map(|(z, _)| *z)
+            .filter(|z| *z <= oldest_kept)
+            .max();
+        let mut removed = (0, 0);
+        for (zxid, path) in &snaps[retain..] {
+            if *zxid < oldest_kept {
+                std::fs::remove_file(path)?;
+                removed.0 += 1;
+            }
+        }
+        for (zxid, path) in &logs {
+            if keep_from.is_some_and(|k| *zxid < k) {
+                std::fs::remove_file(path)?;
+                removed.1 += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     pub fn log_writer(&self, config: &Config) -> io::Result<TxnLogWriter> {
         let options = TxnLogOptions {
             prealloc_size_bytes: config.pre_alloc_size_bytes,
@@ -190,6 +221,17 @@ pub struct SnapshotData {
     acls: Vec<(i64, Vec<crate::jute::data::Acl>)>,
     nodes: Vec<super::SnapNode>,
     digest: i64,
+}
+
+impl std::fmt::Debug for SnapshotData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "SnapshotData {{ zxid: {:#x}, nodes: {} }}",
+            self.zxid,
+            self.nodes.len()
+        )
+    }
 }
 
 impl SnapshotData {
@@ -274,5 +316,9 @@ impl crate::threads::TxnLogWriter for FileLog {
             );
         }
         Ok(())
+    }
+
+    fn roll(&mut self) -> io::Result<()> {
+        self.writer.roll()
     }
 }

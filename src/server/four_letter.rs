@@ -25,6 +25,7 @@ pub(super) struct FourLetterContext<'a> {
     pub stats: &'a ServerStats,
     pub outstanding: usize,
     pub last_zxid: i64,
+    pub sync: super::SyncCounters,
 }
 
 /// Runs command `cmd` (already allowed by the whitelist) and returns its text.
@@ -217,11 +218,49 @@ fn mntr(ctx: &FourLetterContext<'_>) -> String {
         ("zk_auth_failed_count", st.auth_failed_count.to_string()),
         ("zk_last_proposal_zxid", format!("0x{:x}", ctx.last_zxid)),
     ];
+    let mut rows = rows;
+    rows.extend(sync_rows(&ctx.sync));
     let mut s = String::new();
     for (k, v) in rows {
         let _ = writeln!(s, "{k}\t{v}");
     }
     s
+}
+
+/// ZooKeeper's fsynctime and sync_processor_batch_size summaries (avg/min/max/cnt/sum).
+fn sync_rows(c: &super::SyncCounters) -> Vec<(&'static str, String)> {
+    let avg = |sum: f64| {
+        if c.syncs == 0 {
+            0.0
+        } else {
+            sum / c.syncs as f64
+        }
+    };
+    let ms = |us: u64| us as f64 / 1000.0;
+    vec![
+        (
+            "zk_avg_fsynctime",
+            format!("{:.4}", avg(ms(c.fsync_us_sum))),
+        ),
+        ("zk_min_fsynctime", format!("{:.4}", ms(c.fsync_us_min))),
+        ("zk_max_fsynctime", format!("{:.4}", ms(c.fsync_us_max))),
+        ("zk_cnt_fsynctime", c.syncs.to_string()),
+        ("zk_sum_fsynctime", format!("{:.4}", ms(c.fsync_us_sum))),
+        (
+            "zk_avg_sync_processor_batch_size",
+            format!("{:.4}", avg(c.txns as f64)),
+        ),
+        (
+            "zk_min_sync_processor_batch_size",
+            c.batch_txns_min.to_string(),
+        ),
+        (
+            "zk_max_sync_processor_batch_size",
+            c.batch_txns_max.to_string(),
+        ),
+        ("zk_cnt_sync_processor_batch_size", c.syncs.to_string()),
+        ("zk_sum_sync_processor_batch_size", c.txns.to_string()),
+    ]
 }
 
 fn session_of(ctx: &FourLetterContext<'_>, cnxn: CnxnId) -> i64 {

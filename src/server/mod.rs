@@ -26,6 +26,7 @@ pub use pipeline::ZooKeeperServer;
 use crate::jute::proto::{ConnectRequest, ConnectResponse, ReplyHeader, Request, Response};
 use crate::jute::txn::TxnEntry;
 use crate::jute::DecodeError;
+use crate::persistence::SnapshotData;
 use std::net::SocketAddr;
 
 /// A client connection, as the I/O thread names it. Never reused while the core may still
@@ -59,8 +60,21 @@ pub enum Input {
     FourLetter { cnxn: CnxnId, word: [u8; 4] },
     /// The connection closed (by the peer, an I/O error, or a close the core asked for).
     Closed { cnxn: CnxnId },
-    /// Every transaction up to and including `zxid` is durable.
-    Persisted { zxid: i64 },
+    /// Every transaction up to and including `zxid` is durable; `sync` are the log's
+    /// cumulative counters at that moment (for mntr).
+    Persisted { zxid: i64, sync: SyncCounters },
+}
+
+/// The write-ahead log's cumulative counters: fsyncs and transactions per fsync (group commit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncCounters {
+    pub syncs: u64,
+    pub txns: u64,
+    pub fsync_us_sum: u64,
+    pub fsync_us_min: u64,
+    pub fsync_us_max: u64,
+    pub batch_txns_min: u64,
+    pub batch_txns_max: u64,
 }
 
 /// Everything the core asks the outside world to do, in the order it must happen.
@@ -84,6 +98,8 @@ pub enum Output {
     Close { cnxn: CnxnId },
     /// Append these transactions to the log, in order; `Input::Persisted` answers.
     Append { entries: Vec<TxnEntry> },
+    /// Write this snapshot (captured exactly at its zxid) and roll the log.
+    Snapshot(Box<SnapshotData>),
 }
 
 impl Output {
@@ -94,7 +110,7 @@ impl Output {
             | Output::Reply { cnxn, .. }
             | Output::Text { cnxn, .. }
             | Output::Close { cnxn } => Some(*cnxn),
-            Output::Append { .. } => None,
+            Output::Append { .. } | Output::Snapshot(_) => None,
         }
     }
 }

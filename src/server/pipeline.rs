@@ -8,7 +8,7 @@
 use super::four_letter::{self, FourLetterContext};
 use super::prep::{Outstanding, Prep, PrepSettings};
 use super::stats::{CnxnStats, ServerStats};
-use super::{CnxnId, Input, Output, SessionId};
+use super::{CnxnId, Input, Output, SessionId, SyncCounters};
 use crate::config::Config;
 use crate::jute::data::{perms, Acl, ClientInfo, Id};
 use crate::jute::proto::{
@@ -17,6 +17,7 @@ use crate::jute::proto::{
 };
 use crate::jute::txn::{TxnBody, TxnEntry, TxnHeader};
 use crate::jute::DecodeError;
+use crate::persistence::SnapshotData;
 use crate::session::{session_password, SessionTracker};
 use crate::tree::{acl, DataTree, ProcessTxnResult, WatchEvent, WatchKind};
 use bytes::Bytes;
@@ -33,6 +34,7 @@ pub(super) struct Settings {
     pub super_digest: Option<String>,
     pub container_check_interval_ms: i64,
     pub container_max_per_minute: u64,
+    pub snap_count: u64,
     pub prep: PrepSettings,
     pub config: Config,
 }
@@ -47,6 +49,7 @@ impl Settings {
             super_digest: config.super_digest.clone(),
             container_check_interval_ms: config.container_check_interval_ms.max(1) as i64,
             container_max_per_minute: config.container_max_per_minute,
+            snap_count: config.snap_count.max(2),
             prep: PrepSettings {
                 extended_types: config.extended_types_enabled,
                 enforce_quota: config.enforce_quota,
@@ -127,6 +130,13 @@ pub struct ZooKeeperServer {
     next_container_check_ms: i64,
     /// The time of the input being processed.
     now_ms: i64,
+    /// The log's counters, as of the last persisted notice.
+    sync_counters: SyncCounters,
+    /// Transactions applied since the last snapshot, and the count that triggers the next.
+    txns_since_snapshot: u64,
+    snapshot_after_txns: u64,
+    /// Seeds the snapshot threshold's jitter (passed in: the core has no random source).
+    jitter_state: u64,
 }
 
 impl ZooKeeperServer {
@@ -150,7 +160,7 @@ impl ZooKeeperServer {
         for &(id, timeout_ms) in sessions {
             tracker.track(id, timeout_ms, now_ms);
         }
-        ZooKeeperServer {
+        let mut server = ZooKeeperServer {
             sessions: tracker,
             next_container_check_ms: now_ms + settings.container_check_interval_ms,
             settings,
@@ -163,7 +173,40 @@ impl ZooKeeperServer {
             appends: Vec::new(),
             stats: ServerStats::new(now_ms),
             now_ms,
+            sync_counters: SyncCounters::default(),
+            txns_since_snapshot: 0,
+            snapshot_after_txns: 0,
+            jitter_state: (now_ms as u64) | 1,
+        };
+        server.roll_snapshot_threshold();
+        server
+    }
+
+    /// ZooKeeper snapshots after a random count in (snapCount/2, snapCount] so that the
+    /// servers of an ensemble do not all snapshot at once.
+    fn roll_snapshot_threshold(&mut self) {
+        // xorshift64: deterministic for a given seed, enough to spread thresholds.
+        let mut x = self.jitter_state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.jitter_state = x;
+        let half = self.settings.snap_count / 2;
+        self.snapshot_after_txns = half + 1 + x % half.max(1);
+    }
+
+    fn maybe_snapshot(&mut self, out: &mut Vec<Output>) {
+        self.txns_since_snapshot += 1;
+        if self.txns_since_snapshot < self.snapshot_after_txns {
+            return;
         }
+        self.txns_since_snapshot = 0;
+        self.roll_snapshot_threshold();
+        let sessions: Vec<(SessionId, i32)> =
+            self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
+        out.push(Output::Snapshot(Box::new(SnapshotData::capture(
+            &self.tree, &sessions,
+        ))));
     }
 
     /// The tree, for tests and tools.
@@ -191,7 +234,10 @@ impl ZooKeeperServer {
             } => self.on_bad_request(cnxn, xid, op, error, out),
             Input::FourLetter { cnxn, word } => self.on_four_letter(now_ms, cnxn, word, out),
             Input::Closed { cnxn } => self.on_closed(cnxn),
-            Input::Persisted { zxid } => self.on_persisted(zxid, out),
+            Input::Persisted { zxid, sync } => {
+                self.sync_counters = sync;
+                self.on_persisted(zxid, out)
+            }
         }
         self.flush_appends(out);
     }
@@ -591,6 +637,7 @@ impl ZooKeeperServer {
                 stats: &self.stats,
                 outstanding: self.pending.len(),
                 last_zxid: self.tree.last_processed_zxid(),
+                sync: self.sync_counters,
             };
             let text = four_letter::run(&cmd, &ctx);
             self.after_four_letter(&cmd, now_ms);
@@ -643,6 +690,7 @@ impl ZooKeeperServer {
             "transactions apply in zxid order"
         );
         self.outstanding.applied(header.zxid);
+        self.maybe_snapshot(out);
         self.send_events(events, out);
         if header.type_ == op::CLOSE_SESSION {
             self.session_closed(header.client_id, &p.origin, out);

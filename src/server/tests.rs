@@ -20,6 +20,8 @@ struct Harness {
     now_ms: i64,
     /// Appended, not yet persisted.
     unsynced: Vec<i64>,
+    /// The zxids of the snapshots the core asked for.
+    snapshots: Vec<i64>,
 }
 
 impl Harness {
@@ -35,6 +37,7 @@ impl Harness {
             server: ZooKeeperServer::new(&config, T0),
             now_ms: T0,
             unsynced: Vec::new(),
+            snapshots: Vec::new(),
         }
     }
 
@@ -52,6 +55,7 @@ impl Harness {
                 Output::Append { entries } => {
                     self.unsynced.extend(entries.iter().map(|e| e.header.zxid));
                 }
+                Output::Snapshot(s) => self.snapshots.push(s.zxid),
                 other => rest.push(other),
             }
         }
@@ -63,7 +67,10 @@ impl Harness {
             return Vec::new();
         };
         self.unsynced.clear();
-        self.step(Input::Persisted { zxid })
+        self.step(Input::Persisted {
+            zxid,
+            sync: Default::default(),
+        })
     }
 
     fn tick(&mut self, advance_ms: i64) -> Vec<Output> {
@@ -638,4 +645,29 @@ fn a_standalone_check_is_answered_in_order_and_never_logged() {
         logged,
         "no transaction for a standalone check"
     );
+}
+
+#[test]
+fn snapshots_are_taken_every_half_to_full_snap_count() {
+    let mut h = Harness::with_config(Config {
+        snap_count: 100,
+        ..Config::default()
+    });
+    h.session(1);
+    for i in 0..400 {
+        h.call(
+            1,
+            i + 1,
+            create(&format!("/n{i}"), b"", create_mode::PERSISTENT),
+        );
+    }
+    // 401 transactions (createSession + 400 creates): between 4 and 7 snapshots.
+    assert!((4..=7).contains(&h.snapshots.len()), "{:?}", h.snapshots);
+    for pair in h.snapshots.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            (51..=100).contains(&gap),
+            "snapshot gap {gap} outside (snapCount/2, snapCount]"
+        );
+    }
 }

@@ -640,7 +640,7 @@ impl ClientLoop {
                 c.closing = true;
                 true
             }
-            Output::Append { .. } => return,
+            Output::Append { .. } | Output::Snapshot(_) => return,
         };
         let started_closing = c.closing && !was_closing;
         if answered {

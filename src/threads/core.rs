@@ -5,10 +5,11 @@
 
 use crate::config::Config;
 use crate::jute::txn::TxnEntry;
-use crate::persistence::Restored;
+use crate::persistence::{Restored, SnapshotData};
 use crate::server::{Input, Output, ZooKeeperServer};
-use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError};
 use mio::Waker;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -49,6 +50,11 @@ pub struct CoreChannels {
     pub outputs: Sender<Vec<Output>>,
     pub client_waker: Arc<Waker>,
     pub appends: Sender<Vec<TxnEntry>>,
+    pub sync_stats: Arc<super::sync::SyncStats>,
+    /// The snapshot thread, when there is a data directory.
+    pub snapshots: Option<Sender<Box<SnapshotData>>>,
+    /// Tells the sync thread to start a new log file (set when a snapshot is handed over).
+    pub roll_log: Arc<AtomicBool>,
 }
 
 /// Why the loop stopped.
@@ -114,7 +120,10 @@ impl CoreLoop {
         // Notices first: they release replies that are waiting for durability.
         loop {
             match self.ch.persisted.try_recv() {
-                Ok(zxid) => self.step(Input::Persisted { zxid }),
+                Ok(zxid) => {
+                    let sync = self.ch.sync_stats.counters();
+                    self.step(Input::Persisted { zxid, sync })
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     log::error!("the sync thread stopped; stopping the core");
@@ -137,6 +146,20 @@ impl CoreLoop {
         self.server.step(now_ms, input, &mut self.out);
     }
 
+    /// Gives a snapshot to the snapshot thread; skipped when it is still busy with the last.
+    fn hand_over(ch: &CoreChannels, snapshot: Box<SnapshotData>) {
+        let Some(tx) = &ch.snapshots else {
+            return;
+        };
+        match tx.try_send(snapshot) {
+            Ok(()) => ch.roll_log.store(true, Ordering::Relaxed),
+            Err(TrySendError::Full(s)) => {
+                log::warn!("Too busy to snap, skipping snapshot at 0x{:x}", s.zxid)
+            }
+            Err(TrySendError::Disconnected(_)) => log::error!("the snapshot thread stopped"),
+        }
+    }
+
     /// Appends go to the sync thread (which never blocks on us, so a blocking send is safe),
     /// the rest to the client thread (which never blocks at all) with one wakeup per batch.
     fn route(&mut self) -> Result<(), CoreExit> {
@@ -148,6 +171,7 @@ impl CoreLoop {
         for output in self.out.drain(..) {
             match output {
                 Output::Append { entries: more } => entries.extend(more),
+                Output::Snapshot(snapshot) => Self::hand_over(&self.ch, snapshot),
                 other => batch.push(other),
             }
         }

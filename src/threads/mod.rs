@@ -20,6 +20,7 @@
 
 pub mod client;
 pub mod core;
+pub mod snap;
 pub mod sync;
 
 use crate::config::Config;
@@ -55,6 +56,7 @@ pub struct ServerHandle {
     client: Option<JoinHandle<()>>,
     core: Option<JoinHandle<CoreExit>>,
     sync: Option<JoinHandle<()>>,
+    snap: Option<JoinHandle<()>>,
     sync_stats: Arc<SyncStats>,
 }
 
@@ -97,6 +99,7 @@ impl ServerHandle {
         join("zabd-client", self.client.take());
         join("zabd-core", self.core.take());
         join("zabd-sync", self.sync.take());
+        join("zabd-snap", self.snap.take());
     }
 }
 
@@ -130,7 +133,7 @@ pub fn run(config: Config) -> io::Result<ServerHandle> {
         restored.tree.last_processed_zxid()
     );
     let log = FileLog::new(db.log_writer(&config)?, &config);
-    start(config, Some(restored), Box::new(log))
+    start(config, Some((db, restored)), Box::new(log))
 }
 
 fn restore_error(e: RestoreError) -> io::Error {
@@ -149,9 +152,13 @@ pub fn run_with_log(config: Config, log: Box<dyn TxnLogWriter>) -> io::Result<Se
 
 fn start(
     config: Config,
-    restored: Option<Restored>,
+    disk: Option<(FileTxnSnapLog, Restored)>,
     log: Box<dyn TxnLogWriter>,
 ) -> io::Result<ServerHandle> {
+    let (db, restored) = match disk {
+        Some((db, restored)) => (Some(db), Some(restored)),
+        None => (None, None),
+    };
     let addr = config
         .client_address()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -174,11 +181,33 @@ fn start(
         client: None,
         core: None,
         sync: None,
+        snap: None,
         sync_stats: sync_stats.clone(),
     };
     // If a spawn fails, dropping `handle` stops what already runs: the channel ends held by
     // the closure that failed to start are dropped with it, which stops its neighbours.
-    let sync = SyncLoop::new(log, append_rx, persisted_tx, sync_stats);
+    let roll_log = Arc::new(AtomicBool::new(false));
+    let sync = SyncLoop::new(
+        log,
+        append_rx,
+        persisted_tx,
+        sync_stats.clone(),
+        roll_log.clone(),
+    );
+    let snapshots = match db {
+        Some(db) => {
+            let (snap_tx, snap_rx) = bounded(snap::SNAPSHOT_QUEUE_MAX);
+            let snap = snap::SnapLoop::new(
+                db,
+                snap_rx,
+                config.autopurge_snap_retain_count,
+                config.autopurge_purge_interval_hours,
+            );
+            handle.snap = Some(spawn("zabd-snap", move || snap.run())?);
+            Some(snap_tx)
+        }
+        None => None,
+    };
     handle.sync = Some(spawn("zabd-sync", move || sync.run())?);
     let channels = CoreChannels {
         inputs: input_rx,
@@ -186,6 +215,9 @@ fn start(
         outputs: output_tx,
         client_waker,
         appends: append_tx,
+        sync_stats,
+        snapshots,
+        roll_log,
     };
     let core_config = config.clone();
     handle.core = Some(spawn("zabd-core", move || {

@@ -9,7 +9,7 @@
 use crate::jute::txn::TxnEntry;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +25,11 @@ const NOTICE_RETRY: Duration = Duration::from_millis(1);
 pub trait TxnLogWriter: Send {
     fn append(&mut self, entries: &[TxnEntry]) -> io::Result<()>;
     fn sync(&mut self) -> io::Result<()>;
+    /// Starts a new log file at the next append (asked for at each snapshot, so that old
+    /// files can be purged).
+    fn roll(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A log that keeps nothing: **not durable**. Until the write-ahead log exists, a restart
@@ -54,11 +59,47 @@ pub struct SyncStats {
     pub max_batch_txns: AtomicU64,
     /// The highest zxid made durable.
     pub last_zxid: AtomicU64,
+    /// Time spent in fsync, in microseconds: total, smallest and largest.
+    pub fsync_us_sum: AtomicU64,
+    pub fsync_us_min: AtomicU64,
+    pub fsync_us_max: AtomicU64,
+    /// Transactions in the smallest sync so far (0 before the first).
+    pub min_batch_txns: AtomicU64,
 }
 
 impl SyncStats {
+    /// A consistent-enough copy for mntr (each counter is read once).
+    pub fn counters(&self) -> crate::server::SyncCounters {
+        crate::server::SyncCounters {
+            syncs: self.syncs.load(Ordering::Relaxed),
+            txns: self.txns.load(Ordering::Relaxed),
+            fsync_us_sum: self.fsync_us_sum.load(Ordering::Relaxed),
+            fsync_us_min: self.fsync_us_min.load(Ordering::Relaxed),
+            fsync_us_max: self.fsync_us_max.load(Ordering::Relaxed),
+            batch_txns_min: self.min_batch_txns.load(Ordering::Relaxed),
+            batch_txns_max: self.max_batch_txns.load(Ordering::Relaxed),
+        }
+    }
+
+    fn record_fsync(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let first = self.syncs.load(Ordering::Relaxed) == 0;
+        self.fsync_us_sum.fetch_add(us, Ordering::Relaxed);
+        self.fsync_us_max.fetch_max(us, Ordering::Relaxed);
+        if first {
+            self.fsync_us_min.store(us, Ordering::Relaxed);
+        } else {
+            self.fsync_us_min.fetch_min(us, Ordering::Relaxed);
+        }
+    }
+
     fn record(&self, txns: usize, last_zxid: i64) {
         let txns = txns as u64;
+        if self.syncs.load(Ordering::Relaxed) == 0 {
+            self.min_batch_txns.store(txns, Ordering::Relaxed);
+        } else {
+            self.min_batch_txns.fetch_min(txns, Ordering::Relaxed);
+        }
         self.syncs.fetch_add(1, Ordering::Relaxed);
         self.txns.fetch_add(txns, Ordering::Relaxed);
         self.last_batch_txns.store(txns, Ordering::Relaxed);
@@ -77,6 +118,8 @@ pub struct SyncLoop {
     last_appended: i64,
     /// A durable zxid the core has not been told about yet.
     unsent: Option<i64>,
+    /// Set by the core thread when it hands a snapshot to the snapshot thread.
+    roll_requested: Arc<AtomicBool>,
 }
 
 impl SyncLoop {
@@ -85,6 +128,7 @@ impl SyncLoop {
         appends: Receiver<Vec<TxnEntry>>,
         persisted: Sender<i64>,
         stats: Arc<SyncStats>,
+        roll_requested: Arc<AtomicBool>,
     ) -> SyncLoop {
         SyncLoop {
             log,
@@ -93,6 +137,7 @@ impl SyncLoop {
             stats,
             last_appended: i64::MIN,
             unsent: None,
+            roll_requested,
         }
     }
 
@@ -107,6 +152,12 @@ impl SyncLoop {
             if let Some(first) = first {
                 if let Err(e) = self.commit(first) {
                     log::error!("transaction log write failed, stopping the server: {e}");
+                    return;
+                }
+            }
+            if self.roll_requested.swap(false, Ordering::Relaxed) {
+                if let Err(e) = self.log.roll() {
+                    log::error!("transaction log roll failed, stopping the server: {e}");
                     return;
                 }
             }
@@ -153,7 +204,9 @@ impl SyncLoop {
         if txns == 0 {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         self.log.sync()?;
+        self.stats.record_fsync(started.elapsed());
         self.stats.record(txns, self.last_appended);
         self.unsent = Some(self.last_appended);
         Ok(())
@@ -224,6 +277,7 @@ mod tests {
             append_rx,
             persisted_tx,
             stats.clone(),
+            Default::default(),
         );
         let thread = std::thread::spawn(move || sync.run());
         assert_eq!(persisted_rx.recv().unwrap(), 3);
@@ -260,7 +314,13 @@ mod tests {
         let (append_tx, append_rx) = bounded(4);
         let (persisted_tx, persisted_rx) = bounded(4);
         let stats = Arc::new(SyncStats::default());
-        let sync = SyncLoop::new(Box::new(Failing), append_rx, persisted_tx, stats);
+        let sync = SyncLoop::new(
+            Box::new(Failing),
+            append_rx,
+            persisted_tx,
+            stats,
+            Default::default(),
+        );
         let thread = std::thread::spawn(move || sync.run());
         append_tx.send(vec![entry(1)]).unwrap();
         thread.join().unwrap();
