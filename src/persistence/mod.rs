@@ -13,7 +13,9 @@ pub mod database;
 pub mod snapshot;
 pub mod txn_log;
 
-pub use database::{FileLog, FileTxnSnapLog, RestoreError, Restored, SnapshotData};
+pub use database::{
+    FileLog, FileTxnSnapLog, RestoreError, Restored, SnapshotCapture, SnapshotData,
+};
 pub use snapshot::{
     find_snapshots, load_newest_valid_snapshot, read_snapshot, read_snapshot_file, write_snapshot,
     write_snapshot_file, write_snapshot_iter, Compression, LoadedSnapshot, SnapDigest, SnapNode,

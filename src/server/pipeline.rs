@@ -17,7 +17,7 @@ use crate::jute::proto::{
 };
 use crate::jute::txn::{TxnBody, TxnEntry, TxnHeader};
 use crate::jute::DecodeError;
-use crate::persistence::SnapshotData;
+use crate::persistence::SnapshotCapture;
 use crate::session::{session_password, SessionTracker};
 use crate::tree::{acl, DataTree, ProcessTxnResult, WatchEvent, WatchKind};
 use bytes::Bytes;
@@ -137,7 +137,13 @@ pub struct ZooKeeperServer {
     snapshot_after_txns: u64,
     /// Seeds the snapshot threshold's jitter (passed in: the core has no random source).
     jitter_state: u64,
+    /// A fuzzy snapshot being copied, a bounded number of nodes per step.
+    capture: Option<SnapshotCapture>,
 }
+
+/// Nodes copied into a snapshot per core step: about a millisecond of work, so a snapshot of
+/// millions of nodes never stalls requests for long.
+const SNAPSHOT_NODES_PER_STEP: usize = 2048;
 
 impl ZooKeeperServer {
     pub fn new(config: &Config, now_ms: i64) -> ZooKeeperServer {
@@ -177,6 +183,7 @@ impl ZooKeeperServer {
             txns_since_snapshot: 0,
             snapshot_after_txns: 0,
             jitter_state: (now_ms as u64) | 1,
+            capture: None,
         };
         server.roll_snapshot_threshold();
         server
@@ -202,11 +209,28 @@ impl ZooKeeperServer {
         }
         self.txns_since_snapshot = 0;
         self.roll_snapshot_threshold();
+        if let Some(busy) = &self.capture {
+            log::warn!(
+                "Too busy to snap, skipping: still copying snapshot 0x{:x}",
+                busy.zxid()
+            );
+            return;
+        }
         let sessions: Vec<(SessionId, i32)> =
             self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
-        out.push(Output::Snapshot(Box::new(SnapshotData::capture(
-            &self.tree, &sessions,
-        ))));
+        self.capture = Some(SnapshotCapture::start(&self.tree, &sessions));
+        self.advance_capture(out);
+    }
+
+    /// Copies the next slice of a snapshot in progress; hands it over when complete.
+    fn advance_capture(&mut self, out: &mut Vec<Output>) {
+        let Some(capture) = self.capture.as_mut() else {
+            return;
+        };
+        if let Some(done) = capture.step(&self.tree, SNAPSHOT_NODES_PER_STEP) {
+            self.capture = None;
+            out.push(Output::Snapshot(Box::new(done)));
+        }
     }
 
     /// The tree, for tests and tools.
@@ -222,6 +246,7 @@ impl ZooKeeperServer {
     /// Feeds one input; outputs are appended to `out` in the order they must happen.
     pub fn step(&mut self, now_ms: i64, input: Input, out: &mut Vec<Output>) {
         self.now_ms = self.now_ms.max(now_ms);
+        self.advance_capture(out);
         match input {
             Input::Accepted { cnxn, peer } => self.on_accepted(now_ms, cnxn, peer),
             Input::Connect { cnxn, req } => self.on_connect(now_ms, cnxn, req, out),
@@ -245,6 +270,7 @@ impl ZooKeeperServer {
     /// Runs timers: session expiry and the container manager.
     pub fn tick(&mut self, now_ms: i64, out: &mut Vec<Output>) {
         self.now_ms = self.now_ms.max(now_ms);
+        self.advance_capture(out);
         for id in self.sessions.expire(now_ms) {
             let timeout = self.sessions.get(id).map_or(0, |s| s.timeout_ms);
             info!("Expiring session 0x{id:x}, timeout of {timeout}ms exceeded");
@@ -259,6 +285,9 @@ impl ZooKeeperServer {
 
     /// When `tick` must next run.
     pub fn next_tick_ms(&self) -> i64 {
+        if self.capture.is_some() {
+            return self.now_ms;
+        }
         let expiry = self.sessions.next_expiry_ms().unwrap_or(i64::MAX);
         expiry.min(self.next_container_check_ms)
     }
