@@ -499,7 +499,7 @@ mod tests {
                 TxnBody::SetData(SetDataTxn {
                     path: victim.clone(),
                     data: None,
-                    version: round as i32,
+                    version: round,
                 }),
                 &mut after,
             );
