@@ -26,6 +26,7 @@ pub(super) struct FourLetterContext<'a> {
     pub outstanding: usize,
     pub last_zxid: i64,
     pub sync: super::SyncCounters,
+    pub disk: super::DiskUsage,
 }
 
 /// Runs command `cmd` (already allowed by the whitelist) and returns its text.
@@ -45,7 +46,10 @@ pub(super) fn run(cmd: &str, ctx: &FourLetterContext<'_>) -> String {
         "wchc" => watches_by_session(ctx),
         "wchp" => watches_by_path(ctx),
         "isro" => "rw".to_owned(),
-        "dirs" => "datadir_size: 0\nlogdir_size: 0\n".to_owned(),
+        "dirs" => format!(
+            "datadir_size: {}\nlogdir_size: {}\n",
+            ctx.disk.data_dir_bytes, ctx.disk.log_dir_bytes
+        ),
         "gtmk" => "0\n".to_owned(),
         "stmk" => "0\n".to_owned(),
         "hash" => "\n".to_owned(),
@@ -140,9 +144,9 @@ fn conf(ctx: &FourLetterContext<'_>) -> String {
     let _ = writeln!(s, "clientPort={}", c.client_port);
     s.push_str("secureClientPort=-1\n");
     let _ = writeln!(s, "dataDir={}", data_dir.display());
-    s.push_str("dataDirSize=0\n");
+    let _ = writeln!(s, "dataDirSize={}", ctx.disk.data_dir_bytes);
     let _ = writeln!(s, "dataLogDir={}", log_dir.display());
-    s.push_str("dataLogSize=0\n");
+    let _ = writeln!(s, "dataLogSize={}", ctx.disk.log_dir_bytes);
     let _ = writeln!(s, "tickTime={}", c.tick_time_ms);
     let _ = writeln!(s, "maxClientCnxns={}", c.max_client_cnxns);
     let _ = writeln!(s, "minSessionTimeout={}", c.min_session_timeout_ms());

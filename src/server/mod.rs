@@ -56,13 +56,25 @@ pub enum Input {
         op: i32,
         error: DecodeError,
     },
-    /// A four-letter word sent as the connection's first bytes.
-    FourLetter { cnxn: CnxnId, word: [u8; 4] },
+    /// A four-letter word sent as the connection's first bytes. `disk` is filled in by the
+    /// core thread for the words that report directory sizes (`dirs`, `conf`).
+    FourLetter {
+        cnxn: CnxnId,
+        word: [u8; 4],
+        disk: Option<DiskUsage>,
+    },
     /// The connection closed (by the peer, an I/O error, or a close the core asked for).
     Closed { cnxn: CnxnId },
     /// Every transaction up to and including `zxid` is durable; `sync` are the log's
     /// cumulative counters at that moment (for mntr).
     Persisted { zxid: i64, sync: SyncCounters },
+}
+
+/// Bytes used by the snapshot and log directories.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    pub data_dir_bytes: u64,
+    pub log_dir_bytes: u64,
 }
 
 /// The write-ahead log's cumulative counters: fsyncs and transactions per fsync (group commit).

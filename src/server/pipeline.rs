@@ -8,7 +8,7 @@
 use super::four_letter::{self, FourLetterContext};
 use super::prep::{Outstanding, Prep, PrepSettings};
 use super::stats::{CnxnStats, ServerStats};
-use super::{CnxnId, Input, Output, SessionId, SyncCounters};
+use super::{CnxnId, DiskUsage, Input, Output, SessionId, SyncCounters};
 use crate::config::Config;
 use crate::jute::data::{perms, Acl, ClientInfo, Id};
 use crate::jute::proto::{
@@ -257,7 +257,9 @@ impl ZooKeeperServer {
                 op,
                 error,
             } => self.on_bad_request(cnxn, xid, op, error, out),
-            Input::FourLetter { cnxn, word } => self.on_four_letter(now_ms, cnxn, word, out),
+            Input::FourLetter { cnxn, word, disk } => {
+                self.on_four_letter(now_ms, cnxn, word, disk.unwrap_or_default(), out)
+            }
             Input::Closed { cnxn } => self.on_closed(cnxn),
             Input::Persisted { zxid, sync } => {
                 self.sync_counters = sync;
@@ -653,7 +655,14 @@ impl ZooKeeperServer {
         out.push(Output::Close { cnxn });
     }
 
-    fn on_four_letter(&mut self, now_ms: i64, cnxn: CnxnId, word: [u8; 4], out: &mut Vec<Output>) {
+    fn on_four_letter(
+        &mut self,
+        now_ms: i64,
+        cnxn: CnxnId,
+        word: [u8; 4],
+        disk: DiskUsage,
+        out: &mut Vec<Output>,
+    ) {
         let cmd = String::from_utf8_lossy(&word).into_owned();
         let text = if self.settings.config.four_letter_whitelist.allows(&cmd) {
             info!("Processing {cmd} command");
@@ -667,6 +676,7 @@ impl ZooKeeperServer {
                 outstanding: self.pending.len(),
                 last_zxid: self.tree.last_processed_zxid(),
                 sync: self.sync_counters,
+                disk,
             };
             let text = four_letter::run(&cmd, &ctx);
             self.after_four_letter(&cmd, now_ms);

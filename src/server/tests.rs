@@ -583,6 +583,7 @@ fn four_letter_words_respect_the_whitelist() {
     let out = h.step(Input::FourLetter {
         cnxn: 1,
         word: *b"ruok",
+        disk: None,
     });
     assert!(
         matches!(&out[..], [Output::Text { text, .. }] if text == "ruok is not executed because it is not in the whitelist.\n")
@@ -590,6 +591,7 @@ fn four_letter_words_respect_the_whitelist() {
     let out = h.step(Input::FourLetter {
         cnxn: 1,
         word: *b"srvr",
+        disk: None,
     });
     assert!(
         matches!(&out[..], [Output::Text { text, .. }] if text.contains("Mode: standalone") && text.starts_with("Zookeeper version: "))
@@ -598,6 +600,7 @@ fn four_letter_words_respect_the_whitelist() {
     let out = h.step(Input::FourLetter {
         cnxn: 1,
         word: *b"ruok",
+        disk: None,
     });
     assert!(matches!(&out[..], [Output::Text { text, .. }] if text == "imok"));
 }

@@ -826,7 +826,11 @@ fn decode_next(
             if let Some(word) = frame::four_letter_word(rbuf) {
                 *phase = Phase::FourLetter;
                 rbuf.clear();
-                return Decoded::Input(Input::FourLetter { cnxn, word });
+                return Decoded::Input(Input::FourLetter {
+                    cnxn,
+                    word,
+                    disk: None,
+                });
             }
         }
         Phase::Session => {}

@@ -6,7 +6,7 @@
 use crate::config::Config;
 use crate::jute::txn::TxnEntry;
 use crate::persistence::{Restored, SnapshotData};
-use crate::server::{Input, Output, ZooKeeperServer};
+use crate::server::{DiskUsage, Input, Output, ZooKeeperServer};
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError};
 use mio::Waker;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,6 +68,8 @@ pub enum CoreExit {
 
 pub struct CoreLoop {
     server: ZooKeeperServer,
+    data_dir: std::path::PathBuf,
+    data_log_dir: Option<std::path::PathBuf>,
     clock: WallClock,
     ch: CoreChannels,
     out: Vec<Output>,
@@ -83,6 +85,8 @@ impl CoreLoop {
         };
         CoreLoop {
             server,
+            data_dir: config.data_dir.clone(),
+            data_log_dir: config.data_log_dir.clone(),
             clock,
             ch,
             out: Vec::new(),
@@ -141,7 +145,12 @@ impl CoreLoop {
         Ok(())
     }
 
-    fn step(&mut self, input: Input) {
+    fn step(&mut self, mut input: Input) {
+        if let Input::FourLetter { word, disk, .. } = &mut input {
+            if matches!(&*word, b"dirs" | b"conf") {
+                *disk = Some(self.disk_usage());
+            }
+        }
         let now_ms = self.clock.now_ms();
         self.server.step(now_ms, input, &mut self.out);
     }
@@ -157,6 +166,26 @@ impl CoreLoop {
                 log::warn!("Too busy to snap, skipping snapshot at 0x{:x}", s.zxid)
             }
             Err(TrySendError::Disconnected(_)) => log::error!("the snapshot thread stopped"),
+        }
+    }
+
+    /// Sizes of the version-2 directories (ZooKeeper's getDataDirSize / getLogDirSize).
+    fn disk_usage(&self) -> DiskUsage {
+        let size = |dir: &std::path::Path| -> u64 {
+            let Ok(entries) = std::fs::read_dir(dir.join(crate::persistence::VERSION_DIR)) else {
+                return 0;
+            };
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        };
+        let data = size(&self.data_dir);
+        let log = self.data_log_dir.as_deref().map_or(data, size);
+        DiskUsage {
+            data_dir_bytes: data,
+            log_dir_bytes: log,
         }
     }
 
