@@ -13,6 +13,7 @@
 pub mod data;
 pub mod frame;
 pub mod proto;
+pub mod quorum;
 pub mod txn;
 
 use bytes::{BufMut, Bytes};
