@@ -713,44 +713,9 @@ pub fn is_disconnect(err: &io::Error) -> bool {
     )
 }
 
-/// Every `KeeperException.Code` zabd knows, for mapping numbers back.
-const ALL_CODES: [Code; 31] = [
-    Code::Ok,
-    Code::SystemError,
-    Code::RuntimeInconsistency,
-    Code::DataInconsistency,
-    Code::ConnectionLoss,
-    Code::MarshallingError,
-    Code::Unimplemented,
-    Code::OperationTimeout,
-    Code::BadArguments,
-    Code::UnknownSession,
-    Code::NewConfigNoQuorum,
-    Code::ReconfigInProgress,
-    Code::ApiError,
-    Code::NoNode,
-    Code::NoAuth,
-    Code::BadVersion,
-    Code::NoChildrenForEphemerals,
-    Code::NodeExists,
-    Code::NotEmpty,
-    Code::SessionExpired,
-    Code::InvalidCallback,
-    Code::InvalidAcl,
-    Code::AuthFailed,
-    Code::SessionMoved,
-    Code::NotReadOnly,
-    Code::EphemeralOnLocalSession,
-    Code::NoWatcher,
-    Code::ReconfigDisabled,
-    Code::SessionClosedRequireSaslAuth,
-    Code::QuotaExceeded,
-    Code::ThrottledOp,
-];
-
-/// The [`Code`] with this number, if zabd knows it.
+/// The `Code` for an error number, `None` for numbers ZooKeeper does not define.
 pub fn code_from_i32(n: i32) -> Option<Code> {
-    ALL_CODES.iter().copied().find(|c| c.as_i32() == n)
+    Code::from_i32(n)
 }
 
 /// Decodes a reply body given the opcode of the request it answers: the client-side inverse
@@ -1094,7 +1059,7 @@ mod tests {
 
     #[test]
     fn codes_map_back_from_numbers() {
-        for code in ALL_CODES {
+        for code in Code::ALL {
             assert_eq!(code_from_i32(code.as_i32()), Some(code));
         }
         assert_eq!(code_from_i32(-122), None);

@@ -89,8 +89,48 @@ pub enum Code {
 }
 
 impl Code {
+    /// Every code, for mapping numbers back.
+    pub const ALL: [Code; 31] = [
+        Code::Ok,
+        Code::SystemError,
+        Code::RuntimeInconsistency,
+        Code::DataInconsistency,
+        Code::ConnectionLoss,
+        Code::MarshallingError,
+        Code::Unimplemented,
+        Code::OperationTimeout,
+        Code::BadArguments,
+        Code::UnknownSession,
+        Code::NewConfigNoQuorum,
+        Code::ReconfigInProgress,
+        Code::ApiError,
+        Code::NoNode,
+        Code::NoAuth,
+        Code::BadVersion,
+        Code::NoChildrenForEphemerals,
+        Code::NodeExists,
+        Code::NotEmpty,
+        Code::SessionExpired,
+        Code::InvalidCallback,
+        Code::InvalidAcl,
+        Code::AuthFailed,
+        Code::SessionMoved,
+        Code::NotReadOnly,
+        Code::EphemeralOnLocalSession,
+        Code::NoWatcher,
+        Code::ReconfigDisabled,
+        Code::SessionClosedRequireSaslAuth,
+        Code::QuotaExceeded,
+        Code::ThrottledOp,
+    ];
+
     pub fn as_i32(self) -> i32 {
         self as i32
+    }
+
+    /// The code with this number, `None` for numbers ZooKeeper does not define.
+    pub fn from_i32(n: i32) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.as_i32() == n)
     }
 }
 

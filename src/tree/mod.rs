@@ -1332,45 +1332,10 @@ fn exceeds(
 /// The `Code` for an error number a transaction carries; unknown numbers (never written by
 /// zabd) become `SystemError`.
 pub fn code_from_i32(value: i32) -> Code {
-    const ALL: [Code; 31] = [
-        Code::Ok,
-        Code::SystemError,
-        Code::RuntimeInconsistency,
-        Code::DataInconsistency,
-        Code::ConnectionLoss,
-        Code::MarshallingError,
-        Code::Unimplemented,
-        Code::OperationTimeout,
-        Code::BadArguments,
-        Code::UnknownSession,
-        Code::NewConfigNoQuorum,
-        Code::ReconfigInProgress,
-        Code::ApiError,
-        Code::NoNode,
-        Code::NoAuth,
-        Code::BadVersion,
-        Code::NoChildrenForEphemerals,
-        Code::NodeExists,
-        Code::NotEmpty,
-        Code::SessionExpired,
-        Code::InvalidCallback,
-        Code::InvalidAcl,
-        Code::AuthFailed,
-        Code::SessionMoved,
-        Code::NotReadOnly,
-        Code::EphemeralOnLocalSession,
-        Code::NoWatcher,
-        Code::ReconfigDisabled,
-        Code::SessionClosedRequireSaslAuth,
-        Code::QuotaExceeded,
-        Code::ThrottledOp,
-    ];
-    ALL.into_iter()
-        .find(|c| c.as_i32() == value)
-        .unwrap_or_else(|| {
-            log::warn!("Unknown error code {value} in an error txn");
-            Code::SystemError
-        })
+    Code::from_i32(value).unwrap_or_else(|| {
+        log::warn!("Unknown error code {value} in an error txn");
+        Code::SystemError
+    })
 }
 
 #[cfg(test)]
