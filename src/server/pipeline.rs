@@ -94,6 +94,12 @@ enum Queued {
         req: Request,
         arrival_ms: i64,
     },
+    /// A request answered with an error (and, with `close`, the connection's end).
+    Fail {
+        xid: i32,
+        code: Code,
+        close: bool,
+    },
 }
 
 /// One client connection as the core sees it.
@@ -333,9 +339,12 @@ impl ZooKeeperServer {
         req: ConnectRequest,
         out: &mut Vec<Output>,
     ) {
-        let Some(c) = self.cnxns.get(&cnxn) else {
+        let Some(c) = self.cnxns.get_mut(&cnxn) else {
             return;
         };
+        // ZooKeeper counts the handshake as a packet each way.
+        c.stats.packets_received += 1;
+        self.stats.packets_received += 1;
         if c.session.is_some() {
             warn!("second handshake on connection from {}; closing", c.peer);
             out.push(Output::Close { cnxn });
@@ -401,11 +410,7 @@ impl ZooKeeperServer {
                 read_only: req.read_only.map(|_| false),
                 ..ConnectResponse::default()
             };
-            out.push(Output::Connected {
-                cnxn,
-                resp,
-                close: true,
-            });
+            self.send_connected(cnxn, resp, true, out);
             return;
         }
         if let Some(old) = self.session_cnxn.get(&id).copied() {
@@ -416,11 +421,22 @@ impl ZooKeeperServer {
             }
         }
         self.bind_session(cnxn, id, timeout_ms);
-        out.push(Output::Connected {
-            cnxn,
-            resp: self.connect_response(id, timeout_ms, req.read_only),
-            close: false,
-        });
+        let resp = self.connect_response(id, timeout_ms, req.read_only);
+        self.send_connected(cnxn, resp, false, out);
+    }
+
+    fn send_connected(
+        &mut self,
+        cnxn: CnxnId,
+        resp: ConnectResponse,
+        close: bool,
+        out: &mut Vec<Output>,
+    ) {
+        if let Some(c) = self.cnxns.get_mut(&cnxn) {
+            c.stats.packets_sent += 1;
+            self.stats.packets_sent += 1;
+        }
+        out.push(Output::Connected { cnxn, resp, close });
     }
 
     fn bind_session(&mut self, cnxn: CnxnId, id: SessionId, timeout_ms: i32) {
@@ -507,11 +523,10 @@ impl ZooKeeperServer {
             Request::Auth(packet) => self.on_auth(cnxn, xid, &packet.scheme, &packet.auth, out),
             // No SASL server: ZooKeeper answers OK with a null token.
             Request::Sasl(_) => self.reply(cnxn, xid, Code::Ok, Response::Sasl(None), now_ms, out),
-            // A check outside a multi changes nothing; ZooKeeper logs it anyway and then cannot
-            // replay its own log, so zabd answers it as an (ordered) read instead.
-            req if req.is_write() && !matches!(req, Request::Check(_)) => {
-                self.on_write(now_ms, cnxn, session, xid, req)
-            }
+            // A check outside a multi is not a valid request (ZOOKEEPER-2623: older servers
+            // logged it as a transaction they could not replay).
+            Request::Check(_) => self.fail(cnxn, xid, Code::Unimplemented, true, out),
+            req if req.is_write() => self.on_write(now_ms, cnxn, session, xid, req),
             req => {
                 let busy = self.cnxns.get(&cnxn).is_some_and(|c| !c.queue.is_empty());
                 if busy {
@@ -627,6 +642,10 @@ impl ZooKeeperServer {
         }
     }
 
+    /// A request that did not decode: an unknown opcode gets Unimplemented and its
+    /// connection closes (UnimplementedRequestProcessor); a malformed body gets
+    /// MarshallingError and the connection stays, as ZooKeeper decodes bodies only when it
+    /// processes them. Either way the answer keeps its place in the connection's order.
     fn on_bad_request(
         &mut self,
         cnxn: CnxnId,
@@ -638,21 +657,32 @@ impl ZooKeeperServer {
         let Some(c) = self.cnxns.get(&cnxn) else {
             return;
         };
-        let code = match error {
-            DecodeError::UnknownOpcode(_) => Code::Unimplemented,
-            _ => Code::MarshallingError,
+        let (code, close) = match error {
+            DecodeError::UnknownOpcode(_) => (Code::Unimplemented, true),
+            _ => (Code::MarshallingError, false),
         };
-        warn!(
-            "closing connection from {}: request xid {xid} opcode {op}: {error}",
-            c.peer
-        );
-        let header = ReplyHeader {
-            xid,
-            zxid: self.tree.last_processed_zxid(),
-            err: code.as_i32(),
+        warn!("request xid {xid} opcode {op} from {}: {error}", c.peer);
+        self.fail(cnxn, xid, code, close, out);
+    }
+
+    /// Answers `xid` with `code` once the connection's earlier requests are answered.
+    fn fail(&mut self, cnxn: CnxnId, xid: i32, code: Code, close: bool, out: &mut Vec<Output>) {
+        let Some(c) = self.cnxns.get_mut(&cnxn) else {
+            return;
         };
-        self.send(cnxn, header, Response::Empty, out);
-        out.push(Output::Close { cnxn });
+        if c.queue.is_empty() {
+            self.run_fail(cnxn, xid, code, close, out);
+        } else {
+            c.queue.push_back(Queued::Fail { xid, code, close });
+        }
+    }
+
+    fn run_fail(&mut self, cnxn: CnxnId, xid: i32, code: Code, close: bool, out: &mut Vec<Output>) {
+        let arrival_ms = self.now_ms;
+        self.reply(cnxn, xid, code, Response::Empty, arrival_ms, out);
+        if close {
+            out.push(Output::Close { cnxn });
+        }
     }
 
     fn on_four_letter(
@@ -750,11 +780,7 @@ impl ZooKeeperServer {
             } => {
                 if self.cnxns.contains_key(&cnxn) {
                     let resp = self.connect_response(header.client_id, timeout_ms, read_only);
-                    out.push(Output::Connected {
-                        cnxn,
-                        resp,
-                        close: false,
-                    });
+                    self.send_connected(cnxn, resp, false, out);
                     self.write_done(cnxn, header.zxid, out);
                 }
             }
@@ -807,18 +833,20 @@ impl ZooKeeperServer {
             let Some(c) = self.cnxns.get_mut(&cnxn) else {
                 return;
             };
-            if !matches!(c.queue.front(), Some(Queued::Read { .. })) {
+            if matches!(c.queue.front(), None | Some(Queued::Write { .. })) {
                 return;
             }
-            let Some(Queued::Read {
-                xid,
-                req,
-                arrival_ms,
-            }) = c.queue.pop_front()
-            else {
-                unreachable!("front is a read");
-            };
-            self.run_read(arrival_ms, cnxn, xid, req, out);
+            match c.queue.pop_front() {
+                Some(Queued::Read {
+                    xid,
+                    req,
+                    arrival_ms,
+                }) => self.run_read(arrival_ms, cnxn, xid, req, out),
+                Some(Queued::Fail { xid, code, close }) => {
+                    self.run_fail(cnxn, xid, code, close, out)
+                }
+                _ => unreachable!("front is a read or a failure"),
+            }
         }
     }
 
@@ -914,9 +942,10 @@ impl ZooKeeperServer {
             }
             Request::CheckWatches(r) | Request::RemoveWatches(r) => {
                 let dry_run = matches!(req, Request::CheckWatches(_));
+                // WatcherType.fromInt throws, which ZooKeeper answers as a marshalling error.
                 if !(watcher_type::CHILDREN..=watcher_type::PERSISTENT_RECURSIVE).contains(&r.type_)
                 {
-                    return Err(Code::BadArguments);
+                    return Err(Code::MarshallingError);
                 }
                 if self.tree.remove_watches(&r.path, cnxn, r.type_, dry_run) {
                     Ok(Response::Empty)
@@ -928,21 +957,12 @@ impl ZooKeeperServer {
                 let kind = match r.mode {
                     0 => WatchKind::Persistent,
                     1 => WatchKind::PersistentRecursive,
-                    _ => return Err(Code::BadArguments),
+                    _ => return Err(Code::MarshallingError),
                 };
                 self.tree.add_watch(&r.path, cnxn, kind);
                 Ok(Response::AddWatch)
             }
             Request::WhoAmI => Ok(Response::WhoAmI(self.client_infos(cnxn))),
-            Request::Check(r) => {
-                let node = self.tree.node(&r.path).ok_or(Code::NoNode)?;
-                self.check_read(cnxn, self.tree.acl(node), perms::READ)?;
-                let stat = self.tree.stat_of(node);
-                if r.version != -1 && r.version != stat.version {
-                    return Err(Code::BadVersion);
-                }
-                Ok(Response::Stat(stat))
-            }
             Request::MultiRead(ops) => Ok(Response::Multi(self.multi_read(cnxn, ops))),
             // Writes, auth and sasl never reach here.
             _ => Err(Code::Unimplemented),

@@ -618,12 +618,12 @@ fn close_session_deletes_ephemerals_answers_and_closes() {
 }
 
 #[test]
-fn a_standalone_check_is_answered_in_order_and_never_logged() {
+fn a_standalone_check_is_unimplemented_and_never_logged() {
     let mut h = Harness::new();
     h.session(1);
     h.call(1, 1, create("/c", b"", create_mode::PERSISTENT));
     let logged = h.server.tree().last_processed_zxid();
-    let (header, body) = h.call(
+    let out = h.request(
         1,
         2,
         Request::Check(CheckVersionRequest {
@@ -631,46 +631,55 @@ fn a_standalone_check_is_answered_in_order_and_never_logged() {
             version: 0,
         }),
     );
-    assert_eq!(header.err, 0);
-    assert_eq!(stat_of(&body).version, 0);
-    let (header, _) = h.call(
-        1,
-        3,
-        Request::Check(CheckVersionRequest {
-            path: "/c".into(),
-            version: 4,
-        }),
+    assert_eq!(
+        reply_for(&out, 1, 2).unwrap().0.err,
+        Code::Unimplemented.as_i32()
     );
-    assert_eq!(header.err, Code::BadVersion.as_i32());
+    assert!(
+        matches!(out.last(), Some(Output::Close { cnxn: 1 })),
+        "ZOOKEEPER-2623: then closed"
+    );
     assert!(h.unsynced.is_empty());
     assert_eq!(
         h.server.tree().last_processed_zxid(),
         logged,
-        "no transaction for a standalone check"
+        "no transaction for a lone check"
     );
 }
 
 #[test]
-fn snapshots_are_taken_every_half_to_full_snap_count() {
-    let mut h = Harness::with_config(Config {
-        snap_count: 100,
-        ..Config::default()
-    });
+fn a_malformed_request_keeps_its_place_and_its_connection() {
+    let mut h = Harness::new();
     h.session(1);
-    for i in 0..400 {
-        h.call(
-            1,
-            i + 1,
-            create(&format!("/n{i}"), b"", create_mode::PERSISTENT),
-        );
-    }
-    // 401 transactions (createSession + 400 creates): between 4 and 7 snapshots.
-    assert!((4..=7).contains(&h.snapshots.len()), "{:?}", h.snapshots);
-    for pair in h.snapshots.windows(2) {
-        let gap = pair[1] - pair[0];
-        assert!(
-            (51..=100).contains(&gap),
-            "snapshot gap {gap} outside (snapCount/2, snapCount]"
-        );
-    }
+    assert!(h
+        .request(1, 1, create("/p", b"", create_mode::PERSISTENT))
+        .is_empty());
+    let bad = Input::BadRequest {
+        cnxn: 1,
+        xid: 2,
+        op: op::GET_DATA,
+        error: crate::jute::DecodeError::UnexpectedEof {
+            needed: 100,
+            remaining: 3,
+        },
+    };
+    assert!(
+        h.step(bad).is_empty(),
+        "waits behind the connection's write"
+    );
+    let out = h.sync();
+    let xids: Vec<(i32, i32)> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Reply {
+                cnxn: 1, header, ..
+            } => Some((header.xid, header.err)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(xids, vec![(1, 0), (2, Code::MarshallingError.as_i32())]);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Close { .. })),
+        "the connection stays"
+    );
 }
