@@ -16,6 +16,7 @@ pub mod config;
 pub mod jute;
 pub mod net;
 pub mod persistence;
+pub mod quorum;
 pub mod server;
 pub mod session;
 pub mod threads;
