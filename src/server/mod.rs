@@ -14,6 +14,7 @@
 //! - Watch events are emitted when the transaction that fires them is applied, before any reply
 //!   computed afterwards, so a client sees the event before any read that shows the change.
 
+mod final_request;
 pub mod four_letter;
 mod pipeline;
 mod prep;
