@@ -20,4 +20,5 @@ pub mod quorum;
 pub mod server;
 pub mod session;
 pub mod threads;
+pub mod tools;
 pub mod tree;

@@ -2,7 +2,8 @@
 //!
 //! `zabd [-Dkey=value ...] [zoo.cfg]` runs a server until it is killed (SIGTERM/SIGINT end the
 //! process; every acknowledged write has already been synced by then). `zabd bench ...` runs
-//! the load generator.
+//! the load generator; `zabd logdump`, `snapdump` and `datadir` the
+//! data-directory tools ([`zabd::tools`]).
 
 use std::process::ExitCode;
 use zabd::config::{Config, ConfigError};
@@ -10,6 +11,10 @@ use zabd::config::{Config, ConfigError};
 const USAGE: &str = "\
 usage: zabd [-Dkey=value ...] [zoo.cfg]
        zabd bench [options]      (zabd bench --help for its options)
+       zabd logdump <log file | dir> [--from ZXID] [--offsets]
+       zabd snapdump <snapshot file> [--json]
+       zabd datadir check|cut-tail <dataDir> [<dataLogDir>]
+                                 (zabd datadir --help: the data-directory tools)
        zabd --help | --version
 
 Runs a ZooKeeper-compatible server. zoo.cfg uses Apache ZooKeeper's keys (tickTime, dataDir,
@@ -27,6 +32,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("bench") => return bench_exit_code(zabd::bench::main(&args[2..])),
+        Some(tool @ ("logdump" | "snapdump" | "datadir")) => {
+            return bench_exit_code(zabd::tools::main(tool, &args[2..]))
+        }
         Some("--help" | "-h" | "help") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::ops::Bound::{Excluded, Unbounded};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -82,6 +81,7 @@ impl FileTxnSnapLog {
                 (tree, sessions, l.zxid)
             }
             None => {
+                self.refuse_logs_without_snapshot()?;
                 let mut tree = DataTree::new();
                 tree.set_extended_types(extended_types);
                 self.snapshot(&tree, &[])?;
@@ -98,6 +98,20 @@ impl FileTxnSnapLog {
         })
     }
 
+    /// Logs with no snapshot to start them from mean snapshots were lost: starting empty
+    /// would silently drop data (ZooKeeper: "No snapshot found, but there are log entries").
+    fn refuse_logs_without_snapshot(&self) -> Result<(), RestoreError> {
+        let logs = super::list_log_files(&self.log_dir)
+            .map_err(|e| RestoreError::Io(self.log_dir.clone(), e))?;
+        match logs.first() {
+            None => Ok(()),
+            Some((_, path)) => Err(RestoreError::Io(
+                path.clone(),
+                io::Error::other("no valid snapshot found, but there are transaction logs: refusing to start with less data"),
+            )),
+        }
+    }
+
     /// Applies every logged transaction after `from_zxid`; cuts a torn tail.
     fn replay(
         &self,
@@ -108,11 +122,14 @@ impl FileTxnSnapLog {
         let mut reader = TxnLogReader::open(&self.log_dir, from_zxid + 1)
             .map_err(|e| RestoreError::Io(self.log_dir.clone(), e))?;
         let mut count = 0;
+        let mut last = from_zxid;
         while let Some(txn) = reader.next_txn().map_err(RestoreError::Log)? {
             let entry = &txn.entry;
             if entry.header.zxid <= tree.last_processed_zxid() {
                 continue;
             }
+            check_contiguous(last, entry.header.zxid, reader.current_file())?;
+            last = entry.header.zxid;
             match &entry.body {
                 TxnBody::CreateSession(s) => {
                     sessions.insert(entry.header.client_id, s.time_out);
@@ -189,6 +206,21 @@ impl FileTxnSnapLog {
         };
         TxnLogWriter::open(&self.log_dir, options)
     }
+}
+
+/// Within an epoch zxids are consecutive: a gap means a log file (or part of one) is missing.
+fn check_contiguous(last: i64, next: i64, file: Option<&Path>) -> Result<(), RestoreError> {
+    let same_epoch = last >> 32 == next >> 32;
+    if same_epoch && next != last + 1 {
+        let file = file.map(Path::to_path_buf).unwrap_or_default();
+        let what = format!(
+            "transactions 0x{:x} to 0x{:x} are missing from the log",
+            last + 1,
+            next - 1
+        );
+        return Err(RestoreError::Io(file, io::Error::other(what)));
+    }
+    Ok(())
 }
 
 fn ensure(dir: &Path) -> Result<PathBuf, RestoreError> {
@@ -278,8 +310,11 @@ pub struct SnapshotCapture {
     /// Only the ACL entries the copied nodes use, taken when each node is copied.
     acls: BTreeMap<i64, Vec<crate::jute::data::Acl>>,
     nodes: Vec<super::SnapNode>,
-    /// Nodes being walked: their path and the last child taken.
-    stack: Vec<(String, Option<Box<str>>)>,
+    /// Nodes being walked: their path and the children they had when they were copied, in
+    /// reverse order (so the next one pops off the end). Children created after their parent
+    /// was copied are left to the log replay, as in ZooKeeper, which keeps the parent's stat
+    /// and its children consistent in the file.
+    stack: Vec<(String, Vec<Box<str>>)>,
     started: bool,
 }
 
@@ -309,23 +344,14 @@ impl SnapshotCapture {
             left = left.saturating_sub(1);
         }
         while left > 0 {
-            let Some((path, last)) = self.stack.last_mut() else {
+            let Some((path, children)) = self.stack.last_mut() else {
                 return Some(self.finish());
             };
-            let next = tree.node(lookup(path)).and_then(|n| match last {
-                None => n.children.iter().next().cloned(),
-                Some(l) => n
-                    .children
-                    .range::<str, _>((Excluded(&**l), Unbounded))
-                    .next()
-                    .cloned(),
-            });
-            let Some(child) = next else {
+            let Some(child) = children.pop() else {
                 self.stack.pop();
                 continue;
             };
             let child_path = format!("{path}/{child}");
-            *last = Some(child);
             self.copy(tree, &child_path);
             left -= 1;
         }
@@ -347,7 +373,10 @@ impl SnapshotCapture {
             acl: node.acl,
             stat: node.stat.clone(),
         });
-        self.stack.push((path.to_owned(), None));
+        self.stack.push((
+            path.to_owned(),
+            node.children.iter().rev().cloned().collect(),
+        ));
     }
 
     fn finish(&mut self) -> SnapshotData {

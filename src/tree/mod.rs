@@ -624,8 +624,10 @@ impl DataTree {
     }
 
     /// The create family. Only create2, createContainer and createTTL report the new stat. A
-    /// plain create that finds its node already there (a replay over a fuzzy snapshot) still
-    /// moves the parent's cversion and pzxid forward to what the create gave them.
+    /// create of any kind that finds its node already there (a replay over a fuzzy snapshot)
+    /// still moves the parent's cversion and pzxid forward to what the create gave them.
+    /// ZooKeeper does this for plain creates only, which leaves the parent behind after a
+    /// replayed create2 and can hand out a sequential name twice.
     fn apply_create(
         &mut self,
         body: &TxnBody,
@@ -649,7 +651,7 @@ impl DataTree {
                 rc.stat = (code != op::CREATE).then_some(stat);
                 Ok(())
             }
-            Err(Code::NodeExists) if code == op::CREATE => {
+            Err(Code::NodeExists) => {
                 self.set_cversion_pzxid(path::parent(new.path), new.parent_cversion, ctx.zxid)?;
                 Err(Code::NodeExists)
             }
@@ -1627,14 +1629,16 @@ mod tests {
         assert_eq!(rc.err, Code::NodeExists);
         let p = tree.node("/p").unwrap();
         assert_eq!((p.stat.cversion, p.stat.pzxid), (7, 9));
-        // create2 does not get that adjustment.
+        // create2 gets it too (ZooKeeper adjusts plain creates only, which can make a
+        // restarted server hand out a sequential name twice).
         let (rc, _) = run(
             &mut tree,
             10,
             TxnBody::Create(op::CREATE2, create_txn("/p/s0000000001", "", false, 8)),
         );
         assert_eq!(rc.err, Code::NodeExists);
-        assert_eq!(tree.node("/p").unwrap().stat.cversion, 7);
+        let p = tree.node("/p").unwrap();
+        assert_eq!((p.stat.cversion, p.stat.pzxid), (8, 10));
         assert_consistent(&tree);
     }
 

@@ -6,6 +6,8 @@
 #   1. zkcli_scenario.py  - a zkCli.sh session against both, normalised and diffed
 #   2. differential.py    - a kazoo raw-API scenario against both, compared step by step
 #   3. kazoo_recipes.py   - kazoo recipes against zabd (and against ZooKeeper as reference)
+#   4. ../durability/migration.sh - dataDir moves ZooKeeper -> zabd and zabd -> ZooKeeper
+#   5. ../durability/crash.sh     - kill -9 rounds: every acknowledged write survives
 # and prints a closing "N passed, N failed" line. Exit status 0 only if all passed.
 #
 # Environment:
@@ -14,7 +16,9 @@
 #   ZK_PORT / ZABD_PORT   client ports (default 22181 / 22182), on 127.0.0.1 only
 #   COMPAT_VENV       virtualenv dir (default ${XDG_CACHE_HOME:-~/.cache}/zabd-compat/venv)
 #   COMPAT_KEEP=1     keep the work dir (logs, zkCli outputs) after the run
-#   COMPAT_SUITES     space-separated subset of: zkcli differential recipes
+#   COMPAT_SUITES     space-separated subset of: zkcli differential recipes migration crash
+#                     (migration and crash start their own servers on ports 22191/22192;
+#                     they are skipped with COMPAT_SELFTEST=1)
 #   COMPAT_RECIPES_REFERENCE=0  don't run the recipes against ZooKeeper too
 set -uo pipefail
 
@@ -26,7 +30,7 @@ HOST=127.0.0.1
 ZK_BIN_DIR=/usr/share/zookeeper/bin
 ZKCLI="$ZK_BIN_DIR/zkCli.sh"
 SELFTEST="${COMPAT_SELFTEST:-0}"
-SUITES="${COMPAT_SUITES:-zkcli differential recipes}"
+SUITES="${COMPAT_SUITES:-zkcli differential recipes migration crash}"
 KAZOO_SPEC="${KAZOO_SPEC:-kazoo==2.11.0}"
 VENV="${COMPAT_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/zabd-compat/venv}"
 export DEBIAN_FRONTEND=noninteractive
@@ -259,6 +263,13 @@ for s in $SUITES; do
             run_suite recipes-zookeeper 300 "$PY" -u "$HERE/kazoo_recipes.py" --label zookeeper "$ZK_HP"
         fi
         run_suite recipes-zabd 300 "$PY" -u "$HERE/kazoo_recipes.py" --label zabd "$ZABD_HP" ;;
+    migration | crash)
+        if [ "$SELFTEST" = 1 ]; then
+            log "COMPAT_SELFTEST=1: skipping $s (it needs zabd)"
+            continue
+        fi
+        run_suite "$s" 420 env ZABD_BIN="$ZABD_BIN" COMPAT_VENV="$VENV" KAZOO_SPEC="$KAZOO_SPEC" \
+            DURABILITY_KEEP="${COMPAT_KEEP:-0}" bash "$REPO/tests/durability/$s.sh" ;;
     *) die "unknown suite '$s' in COMPAT_SUITES" ;;
     esac
 done
