@@ -124,7 +124,7 @@ if [ "$SELFTEST" != 1 ]; then
         log "cargo build --release (in $REPO)"
         (cd "$REPO" && timeout 3000 cargo build --release) >"$WORK/cargo-build.log" 2>&1 \
             || { tail -40 "$WORK/cargo-build.log" >&2; die "cargo build --release failed"; }
-        ZABD_BIN="$REPO/target/release/zabd"
+        ZABD_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/zabd"
     fi
     [ -x "$ZABD_BIN" ] || die "zabd binary not executable: $ZABD_BIN"
 fi
