@@ -117,6 +117,8 @@ migrate() {
     mkdir -p "$dir/ref"
     cp -a --sparse=always "$dir/data" "$dir/ref/data" || fail "copy of the dataDir"
 
+    local started_at
+    started_at=$(date +%s.%N)
     if ! start_server "$to" "$dir"; then
         fail "$to starts on $from's dataDir"
         stop_pid "$b_pid"
@@ -128,7 +130,8 @@ migrate() {
     local vanish_pid
     py_bg "$dir/vanish.log" 90 "$HERE/ztree.py" vanish "$HP" /mig/eph-A \
         "$(awk -v t="$SESSION_MS" 'BEGIN { print t / 1000 - 2 }')" \
-        "$(awk -v t="$SESSION_MS" -v k="$TICK_S" 'BEGIN { print t / 1000 + 2 * k + 10 }')"
+        "$(awk -v t="$SESSION_MS" -v k="$TICK_S" 'BEGIN { print t / 1000 + 2 * k + 10 }')" \
+        "$started_at"
     vanish_pid=$BG_PID
     py_step 60 "$HERE/ztree.py" dump "$HP" "$dir/after.json"
     py_step 60 "$HERE/ztree.py" compare "$dir/before.json" "$dir/after.json" "$from->$to"

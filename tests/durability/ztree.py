@@ -416,9 +416,11 @@ def cmd_probecmp(ref_path, got_path, label):
 # -- vanish / session -----------------------------------------------------------------------
 
 
-def cmd_vanish(hosts, path, min_s, max_s):
+def cmd_vanish(hosts, path, min_s, max_s, started_at=None):
+    """started_at: the epoch time taken before the server started, so that a slow start of
+    this watcher (a loaded machine) cannot make the session look short-lived."""
     c = connect(hosts)
-    t0 = time.time()
+    t0 = started_at if started_at is not None else time.time()
     check(c.exists(path) is not None, f"{path} exists after the move")
     gone = wait_until(lambda: c.exists(path) is None, max_s, step=0.1)
     took = time.time() - t0
@@ -484,7 +486,7 @@ def main():
     elif cmd == "probecmp":
         cmd_probecmp(a[1], a[2], a[3])
     elif cmd == "vanish":
-        cmd_vanish(a[1], a[2], float(a[3]), float(a[4]))
+        cmd_vanish(a[1], a[2], float(a[3]), float(a[4]), float(a[5]) if len(a) > 5 else None)
     elif cmd == "session":
         cmd_session(a[1], a[2], a[3], float(a[4]))
     else:
