@@ -759,11 +759,13 @@ impl ZooKeeperServer {
             "transactions apply in zxid order"
         );
         self.outstanding.applied(header.zxid);
-        self.maybe_snapshot(out);
         self.send_events(events, out);
         if header.type_ == op::CLOSE_SESSION {
             self.session_closed(header.client_id, &p.origin, out);
         }
+        // After the session effects: a snapshot named by this zxid must not list a session
+        // this very transaction closed (replay starts after it and would never remove it).
+        self.maybe_snapshot(out);
         match p.origin {
             Origin::Client { cnxn, xid, op } => {
                 let (err, body) = write_reply(op, header.type_, &result);
