@@ -533,8 +533,10 @@ fn time_interval_ms(key: &str, value: &str) -> Result<i64, ConfigError> {
     let (number, unit_ms) = if let Some(n) = value.strip_suffix("ms").or(value.strip_suffix("MS")) {
         (n, 1)
     } else {
-        let unit = value.chars().last().map(|c| c.to_ascii_uppercase());
-        let n = &value[..value.len().saturating_sub(1)];
+        let last = value.chars().last();
+        let unit = last.map(|c| c.to_ascii_uppercase());
+        // Cut the unit by its UTF-8 length: a non-ASCII last character must not panic.
+        let n = &value[..value.len() - last.map_or(0, char::len_utf8)];
         match unit {
             Some('S') => (n, 1000),
             Some('M') => (n, 60_000),
