@@ -229,39 +229,8 @@ impl Any for Request {
 
 // ---- Response ----
 
-pub const ALL_CODES: [Code; 31] = [
-    Code::Ok,
-    Code::SystemError,
-    Code::RuntimeInconsistency,
-    Code::DataInconsistency,
-    Code::ConnectionLoss,
-    Code::MarshallingError,
-    Code::Unimplemented,
-    Code::OperationTimeout,
-    Code::BadArguments,
-    Code::UnknownSession,
-    Code::NewConfigNoQuorum,
-    Code::ReconfigInProgress,
-    Code::ApiError,
-    Code::NoNode,
-    Code::NoAuth,
-    Code::BadVersion,
-    Code::NoChildrenForEphemerals,
-    Code::NodeExists,
-    Code::NotEmpty,
-    Code::SessionExpired,
-    Code::InvalidCallback,
-    Code::InvalidAcl,
-    Code::AuthFailed,
-    Code::SessionMoved,
-    Code::NotReadOnly,
-    Code::EphemeralOnLocalSession,
-    Code::NoWatcher,
-    Code::ReconfigDisabled,
-    Code::SessionClosedRequireSaslAuth,
-    Code::QuotaExceeded,
-    Code::ThrottledOp,
-];
+/// Every code the codec knows.
+pub const ALL_CODES: [Code; 31] = Code::ALL;
 
 impl Any for MultiResult {
     fn any(g: &mut Gen) -> Self {
