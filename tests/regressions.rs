@@ -1,6 +1,7 @@
 //! Reproducers of the defects found by fuzzing and by the limits review (issue 4). Each test
-//! states what ZooKeeper (or zabd's own documented invariant) requires; they fail until the
-//! defect is fixed. fuzz/README.md ("Findings") describes each one.
+//! states what ZooKeeper (or zabd's own documented invariant) requires. Those of open findings
+//! are `#[ignore]`d and fail when run (`cargo test --test regressions -- --ignored`); the mark
+//! goes with the fix. fuzz/README.md ("Findings") describes each one.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
