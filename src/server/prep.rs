@@ -242,7 +242,7 @@ impl Prep<'_> {
         if !path_in.contains('/') || path_in.contains('\0') {
             return Err(Code::BadArguments);
         }
-        let parent_path = parent_of(path_in);
+        let parent_path = path::parent(path_in);
         let fixed_acl = acl::fixup(acl_in, self.auth)?;
         let parent = self.record(parent_path)?;
         self.check_acl(&parent.acl, perms::CREATE)?;
@@ -394,10 +394,10 @@ impl Prep<'_> {
     }
 
     fn parent_for_delete<'p>(&self, path: &'p str) -> Result<&'p str, Code> {
-        if !path.contains('/') || path.contains('\0') || is_special_path(path) {
+        if !path.contains('/') || path.contains('\0') || path::is_special(path) {
             return Err(Code::BadArguments);
         }
-        Ok(parent_of(path))
+        Ok(path::parent(path))
     }
 
     fn remove_records(
@@ -497,7 +497,7 @@ impl Prep<'_> {
     fn close_session(&mut self, undo: &mut Option<UndoLog>) -> TxnBody {
         let paths = self.outstanding.ephemerals(self.tree, self.session_id);
         for p in &paths {
-            let parent_path = parent_of(p);
+            let parent_path = path::parent(p);
             if let Ok(mut parent) = self.record(parent_path) {
                 parent.zxid = self.zxid;
                 if let Some(s) = parent.stat.as_mut() {
@@ -552,22 +552,6 @@ fn check_version(current: i32, expected: i32) -> Result<i32, Code> {
     Ok(if next == -1 { 0 } else { next })
 }
 
-/// Everything before the last '/', "/" for top-level nodes.
-fn parent_of(path: &str) -> &str {
-    match path.rfind('/') {
-        Some(0) | None => "/",
-        Some(i) => &path[..i],
-    }
-}
-
-/// Nodes no client may delete (`DataTree.isSpecialPath`).
-fn is_special_path(path: &str) -> bool {
-    matches!(
-        path,
-        "/" | "/zookeeper" | "/zookeeper/quota" | "/zookeeper/config"
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,12 +563,5 @@ mod tests {
         assert_eq!(check_version(3, 2), Err(Code::BadVersion));
         assert_eq!(check_version(-2, -1), Ok(0));
         assert_eq!(check_version(i32::MAX, -1), Ok(i32::MIN));
-    }
-
-    #[test]
-    fn parents() {
-        assert_eq!(parent_of("/a"), "/");
-        assert_eq!(parent_of("/a/b"), "/a");
-        assert_eq!(parent_of("/a/"), "/a");
     }
 }
