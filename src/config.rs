@@ -81,6 +81,8 @@ pub struct Config {
     pub standalone_enabled: bool,
     pub peer_type: PeerType,
     pub servers: BTreeMap<u64, ServerLine>,
+    /// This server's id, from `dataDir/myid` (only read when there are `server.N` lines).
+    pub my_id: Option<u64>,
     pub force_sync: bool,
     pub pre_alloc_size_bytes: u64,
     pub fsync_warning_threshold_ms: u64,
@@ -127,6 +129,7 @@ impl Default for Config {
             reconfig_enabled: false,
             standalone_enabled: true,
             peer_type: PeerType::Participant,
+            my_id: None,
             servers: BTreeMap::new(),
             force_sync: true,
             pre_alloc_size_bytes: 64 * 1024 * 1024,
@@ -293,7 +296,58 @@ impl Config {
                 error: e.to_string(),
             })?),
         };
-        Config::from_sources(text.as_deref(), &overrides)
+        let mut config = Config::from_sources(text.as_deref(), &overrides)?;
+        config.load_my_id()?;
+        Ok(config)
+    }
+
+    /// Reads `dataDir/myid` when the file lists servers, as QuorumPeerConfig does, and checks
+    /// that the id names one of them.
+    pub fn load_my_id(&mut self) -> Result<(), ConfigError> {
+        if self.servers.is_empty() {
+            return Ok(());
+        }
+        let path = self.data_dir.join("myid");
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Io {
+            path: path.clone(),
+            error: e.to_string(),
+        })?;
+        let id: u64 = text.trim().parse().map_err(|_| ConfigError::BadValue {
+            key: path.display().to_string(),
+            value: text.trim().to_owned(),
+            reason: "myid must hold a server id".to_owned(),
+        })?;
+        if !self.servers.contains_key(&id) {
+            return Err(ConfigError::Invalid(format!(
+                "myid {id} is not one of the server.N lines"
+            )));
+        }
+        self.my_id = Some(id);
+        // The dynamic-config form `server.N=...;[addr:]port` can carry the client port.
+        let line = self.servers[&id].clone();
+        if let (Some(port), false) = (line.client_port, self.raw.contains_key("clientPort")) {
+            self.client_port = port;
+            if line.client_addr.is_some() {
+                self.client_port_address = line.client_addr;
+            }
+        }
+        Ok(())
+    }
+
+    /// True when this server runs in an ensemble (ZooKeeper runs a lone voter standalone
+    /// unless standaloneEnabled=false).
+    pub fn is_ensemble(&self) -> bool {
+        let voters = self
+            .servers
+            .values()
+            .filter(|s| s.peer_type == PeerType::Participant)
+            .count();
+        self.my_id.is_some() && !(voters == 1 && self.servers.len() == 1 && self.standalone_enabled)
+    }
+
+    /// This server's own `server.N` line.
+    pub fn my_server(&self) -> Option<&ServerLine> {
+        self.servers.get(&self.my_id?)
     }
 
     /// The keys read but not interpreted by zabd (netty.*, ssl.*, admin.*, ...), to log once.

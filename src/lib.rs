@@ -19,6 +19,7 @@ pub mod persistence;
 pub mod quorum;
 pub mod server;
 pub mod session;
+pub mod sim;
 pub mod threads;
 pub mod tools;
 pub mod tree;

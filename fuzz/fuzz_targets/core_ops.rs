@@ -366,6 +366,9 @@ impl Sim {
                     }
                 }
                 Output::Text { cnxn, .. } | Output::Close { cnxn } => closes.push(cnxn),
+                Output::Forward { .. } | Output::Revalidate { .. } => {
+                    panic!("a standalone server forwards nothing")
+                }
             }
         }
         for cnxn in closes {

@@ -2,10 +2,19 @@
 //! in (messages, time), outputs out (messages to send, decisions). Nothing here owns a
 //! socket, a clock or a thread, so the deterministic simulator can run many servers at once.
 //!
-//! So far: fast leader election ([`election`]) and majority quorums ([`verifier`]). Discovery,
-//! synchronization and broadcast (ZAB) follow; spec/ describes them.
+//! - [`election`]: fast leader election;
+//! - [`peer`]: one ensemble member, routing inputs to its election and its role;
+//! - [`leader`] and [`learner`]: ZAB's discovery, synchronization and broadcast;
+//! - [`sync_decision`]: DIFF, TRUNC or SNAP; [`packets`]: the packet bodies;
+//! - [`verifier`]: majority quorums. spec/ describes the protocol they implement.
 
 pub mod election;
+pub mod leader;
+pub mod learner;
+pub mod packets;
+pub mod peer;
+pub mod replica;
+pub mod sync_decision;
 pub mod verifier;
 
 /// A server id (`myid`).

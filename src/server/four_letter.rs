@@ -27,6 +27,17 @@ pub(super) struct FourLetterContext<'a> {
     pub last_zxid: i64,
     pub sync: super::SyncCounters,
     pub disk: super::DiskUsage,
+    pub quorum: Option<&'a super::QuorumInfo>,
+    pub read_only: bool,
+}
+
+impl FourLetterContext<'_> {
+    fn state(&self) -> &'static str {
+        if self.read_only {
+            return "read-only";
+        }
+        self.quorum.map_or("standalone", |q| q.state)
+    }
 }
 
 /// Runs command `cmd` (already allowed by the whitelist) and returns its text.
@@ -45,7 +56,7 @@ pub(super) fn run(cmd: &str, ctx: &FourLetterContext<'_>) -> String {
         "wchs" => watch_summary(ctx),
         "wchc" => watches_by_session(ctx),
         "wchp" => watches_by_path(ctx),
-        "isro" => "rw".to_owned(),
+        "isro" => if ctx.read_only { "ro" } else { "rw" }.to_owned(),
         "dirs" => format!(
             "datadir_size: {}\nlogdir_size: {}\n",
             ctx.disk.data_dir_bytes, ctx.disk.log_dir_bytes
@@ -81,7 +92,7 @@ fn server_stats(ctx: &FourLetterContext<'_>, with_clients: bool) -> String {
     let _ = writeln!(s, "Connections: {}", ctx.cnxns.len());
     let _ = writeln!(s, "Outstanding: {}", ctx.outstanding);
     let _ = writeln!(s, "Zxid: 0x{:x}", ctx.last_zxid);
-    s.push_str("Mode: standalone\n");
+    let _ = writeln!(s, "Mode: {}", ctx.state());
     let _ = writeln!(s, "Node count: {}", ctx.tree.node_count());
     s
 }
@@ -198,7 +209,7 @@ fn mntr(ctx: &FourLetterContext<'_>) -> String {
     let st = ctx.stats;
     let rows: Vec<(&str, String)> = vec![
         ("zk_version", full_version()),
-        ("zk_server_state", "standalone".to_owned()),
+        ("zk_server_state", ctx.state().to_owned()),
         ("zk_avg_latency", format!("{:.4}", st.latency.avg_ms())),
         ("zk_max_latency", st.latency.max_ms().to_string()),
         ("zk_min_latency", st.latency.min_ms().to_string()),
@@ -224,6 +235,9 @@ fn mntr(ctx: &FourLetterContext<'_>) -> String {
     ];
     let mut rows = rows;
     rows.extend(sync_rows(&ctx.sync));
+    if let Some(q) = ctx.quorum {
+        rows.extend(q.mntr.iter().cloned());
+    }
     let mut s = String::new();
     for (k, v) in rows {
         let _ = writeln!(s, "{k}\t{v}");

@@ -113,6 +113,42 @@ pub enum Output {
     Append { entries: Vec<TxnEntry> },
     /// Write this snapshot (captured exactly at its zxid) and roll the log.
     Snapshot(Box<SnapshotData>),
+    /// A learner's write for the leader (ZooKeeper's REQUEST packet): the request's opcode and
+    /// body as the client sent it, with the connection's identities.
+    Forward {
+        session: SessionId,
+        cxid: i32,
+        type_: i32,
+        body: bytes::Bytes,
+        auth: Vec<crate::jute::data::Id>,
+    },
+    /// A learner asks the leader whether a session a client reconnects with is still alive
+    /// (ZooKeeper's REVALIDATE); `ZooKeeperServer::on_revalidated` answers.
+    Revalidate { session: SessionId, timeout_ms: i32 },
+}
+
+/// What the quorum layer tells the 4lw about this server's role.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QuorumInfo {
+    /// `leader`, `follower` or `observer`.
+    pub state: &'static str,
+    /// Extra mntr rows (a leader's learner counts, sync counters, ...).
+    pub mntr: Vec<(&'static str, String)>,
+}
+
+/// Where writes come from and when they apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Prepares writes and applies each once it is durable.
+    Standalone,
+    /// Prepares writes (its clients' and learners'); applies them when the quorum layer
+    /// commits them (`commit_through`).
+    Leader,
+    /// Forwards writes to the leader; applies what the leader commits (`apply_committed`).
+    Learner,
+    /// Cut off from the quorum (readonlymode.enabled): serves read-only clients from the
+    /// local tree; writes fail with NotReadOnly; sessions are local and never reach a log.
+    ReadOnly,
 }
 
 impl Output {
@@ -123,7 +159,10 @@ impl Output {
             | Output::Reply { cnxn, .. }
             | Output::Text { cnxn, .. }
             | Output::Close { cnxn } => Some(*cnxn),
-            Output::Append { .. } | Output::Snapshot(_) => None,
+            Output::Append { .. }
+            | Output::Snapshot(_)
+            | Output::Forward { .. }
+            | Output::Revalidate { .. } => None,
         }
     }
 }

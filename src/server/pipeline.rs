@@ -8,7 +8,7 @@
 use super::four_letter::{self, FourLetterContext};
 use super::prep::{Outstanding, Prep, PrepSettings};
 use super::stats::{CnxnStats, ServerStats};
-use super::{CnxnId, DiskUsage, Input, Output, SessionId, SyncCounters};
+use super::{CnxnId, DiskUsage, Input, Mode, Output, SessionId, SyncCounters};
 use crate::config::Config;
 use crate::jute::data::{perms, Acl, Id};
 use crate::jute::proto::{
@@ -83,11 +83,27 @@ struct Pending {
     arrival_ms: i64,
 }
 
+/// What a connection's queued write waits for: its zxid when this server prepared it, its
+/// cxid when the leader did (a learner learns the zxid only from the commit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ticket {
+    Zxid(i64),
+    Forwarded(i32),
+}
+
+/// A learner's handshake waiting for the leader to revalidate its session.
+#[derive(Debug)]
+struct Revalidating {
+    session: SessionId,
+    timeout_ms: i32,
+    read_only: Option<bool>,
+}
+
 /// A connection's requests waiting for an earlier write of the same connection.
 #[derive(Debug)]
 enum Queued {
     Write {
-        zxid: i64,
+        ticket: Ticket,
     },
     Read {
         xid: i32,
@@ -145,6 +161,25 @@ pub struct ZooKeeperServer {
     jitter_state: u64,
     /// A fuzzy snapshot being copied, a bounded number of nodes per step.
     capture: Option<SnapshotCapture>,
+    mode: Mode,
+    /// Learner: writes sent to the leader, by (session, cxid), until their commit.
+    forwarded: HashMap<(SessionId, i32), Origin>,
+    /// Learner: syncs sent to the leader, answered in order by its SYNC packets.
+    pending_syncs: VecDeque<(CnxnId, i32, String, i64)>,
+    /// Learner: handshakes waiting for REVALIDATE.
+    revalidating: BTreeMap<CnxnId, Revalidating>,
+    /// Learner: sessions touched since the last PING, reported to the leader.
+    touched: BTreeMap<SessionId, i32>,
+    /// The last applied transactions (ZooKeeper's committedLog), for DIFF syncs; at most
+    /// `committed_log_max` (0 outside an ensemble).
+    committed_log: VecDeque<TxnEntry>,
+    committed_log_max: usize,
+    /// Learner: REQUEST outputs made while preparing, flushed with the appends.
+    forwarded_out: Vec<Output>,
+    /// The role the 4lw report; `None` standalone.
+    quorum_info: Option<super::QuorumInfo>,
+    /// Sessions a read-only server made up; they end with the mode.
+    read_only_sessions: Vec<SessionId>,
 }
 
 /// Nodes copied into a snapshot per core step: about a millisecond of work, so a snapshot of
@@ -168,7 +203,12 @@ impl ZooKeeperServer {
     ) -> ZooKeeperServer {
         let settings = Settings::from_config(config);
         let last_zxid = tree.last_processed_zxid();
-        let mut tracker = SessionTracker::new(0, settings.tick_ms, now_ms);
+        let server_id = if config.is_ensemble() {
+            config.my_id.unwrap_or(0)
+        } else {
+            0
+        };
+        let mut tracker = SessionTracker::new(server_id, settings.tick_ms, now_ms);
         for &(id, timeout_ms) in sessions {
             tracker.track(id, timeout_ms, now_ms);
         }
@@ -190,6 +230,16 @@ impl ZooKeeperServer {
             snapshot_after_txns: 0,
             jitter_state: (now_ms as u64) | 1,
             capture: None,
+            mode: Mode::Standalone,
+            forwarded: HashMap::new(),
+            pending_syncs: VecDeque::new(),
+            revalidating: BTreeMap::new(),
+            touched: BTreeMap::new(),
+            committed_log: VecDeque::new(),
+            committed_log_max: 0,
+            forwarded_out: Vec::new(),
+            quorum_info: None,
+            read_only_sessions: Vec::new(),
         };
         server.roll_snapshot_threshold();
         server
@@ -279,6 +329,10 @@ impl ZooKeeperServer {
     pub fn tick(&mut self, now_ms: i64, out: &mut Vec<Output>) {
         self.now_ms = self.now_ms.max(now_ms);
         self.advance_capture(out);
+        if matches!(self.mode, Mode::Learner | Mode::ReadOnly) {
+            // Only the leader expires sessions and reaps containers; learners apply its txns.
+            return;
+        }
         for id in self.sessions.expire(now_ms) {
             let timeout = self.sessions.get(id).map_or(0, |s| s.timeout_ms);
             info!("Expiring session 0x{id:x}, timeout of {timeout}ms exceeded");
@@ -296,11 +350,15 @@ impl ZooKeeperServer {
         if self.capture.is_some() {
             return self.now_ms;
         }
+        if matches!(self.mode, Mode::Learner | Mode::ReadOnly) {
+            return i64::MAX;
+        }
         let expiry = self.sessions.next_expiry_ms().unwrap_or(i64::MAX);
         expiry.min(self.next_container_check_ms)
     }
 
     fn flush_appends(&mut self, out: &mut Vec<Output>) {
+        out.append(&mut self.forwarded_out);
         if !self.appends.is_empty() {
             out.push(Output::Append {
                 entries: std::mem::take(&mut self.appends),
@@ -363,6 +421,10 @@ impl ZooKeeperServer {
             self.settings.min_session_timeout_ms,
             self.settings.max_session_timeout_ms,
         );
+        if self.mode == Mode::ReadOnly {
+            self.read_only_connect(now_ms, cnxn, &req, timeout_ms, out);
+            return;
+        }
         if req.session_id == 0 {
             self.create_session(now_ms, cnxn, timeout_ms, req.read_only);
         } else {
@@ -380,15 +442,21 @@ impl ZooKeeperServer {
         let id = self.sessions.allocate_id();
         self.sessions.track(id, timeout_ms, now_ms);
         self.bind_session(cnxn, id, timeout_ms);
-        let (type_, body) = Prep::create_session(timeout_ms);
         let origin = Origin::Connect {
             cnxn,
             timeout_ms,
             read_only,
         };
-        let zxid = self.submit(now_ms, id, 0, type_, body, origin);
+        let ticket = if self.mode == Mode::Learner {
+            // The leader makes the session global; its body is the timeout, as in ZooKeeper.
+            let body = Bytes::copy_from_slice(&timeout_ms.to_be_bytes());
+            self.forward(id, 0, op::CREATE_SESSION, body, Vec::new(), origin)
+        } else {
+            let (type_, body) = Prep::create_session(timeout_ms);
+            Ticket::Zxid(self.submit(now_ms, id, 0, type_, body, origin))
+        };
         if let Some(c) = self.cnxns.get_mut(&cnxn) {
-            c.queue.push_back(Queued::Write { zxid });
+            c.queue.push_back(Queued::Write { ticket });
         }
     }
 
@@ -401,8 +469,24 @@ impl ZooKeeperServer {
         out: &mut Vec<Output>,
     ) {
         let id = req.session_id;
-        let valid = req.passwd[..] == session_password(id)[..]
-            && self.sessions.touch(id, timeout_ms, now_ms);
+        let password_ok = req.passwd[..] == session_password(id)[..];
+        if self.mode == Mode::Learner && password_ok {
+            // Only the leader knows whether the session is still alive.
+            self.revalidating.insert(
+                cnxn,
+                Revalidating {
+                    session: id,
+                    timeout_ms,
+                    read_only: req.read_only,
+                },
+            );
+            out.push(Output::Revalidate {
+                session: id,
+                timeout_ms,
+            });
+            return;
+        }
+        let valid = password_ok && self.sessions.touch(id, timeout_ms, now_ms);
         if !valid {
             info!("Invalid session 0x{id:x} for client, probably expired");
             let resp = ConnectResponse {
@@ -519,13 +603,34 @@ impl ZooKeeperServer {
             out.push(Output::Close { cnxn });
             return;
         }
+        if self.mode == Mode::Learner {
+            self.touched.insert(session, timeout_ms);
+        }
         match req {
+            // A learner's sync goes through the leader, which answers once every write it had
+            // prepared before is committed here too.
+            Request::Sync(r) if self.mode == Mode::Learner => {
+                self.pending_syncs
+                    .push_back((cnxn, xid, r.path.clone(), now_ms));
+                let mut body = bytes::BytesMut::new();
+                Request::Sync(r).put(&mut body);
+                let origin = Origin::Server;
+                let ticket =
+                    self.forward(session, xid, op::SYNC, body.freeze(), Vec::new(), origin);
+                self.forwarded.remove(&(session, xid));
+                if let Some(c) = self.cnxns.get_mut(&cnxn) {
+                    c.queue.push_back(Queued::Write { ticket });
+                }
+            }
             Request::Auth(packet) => self.on_auth(cnxn, xid, &packet.scheme, &packet.auth, out),
             // No SASL server: ZooKeeper answers OK with a null token.
             Request::Sasl(_) => self.reply(cnxn, xid, Code::Ok, Response::Sasl(None), now_ms, out),
             // A check outside a multi is not a valid request (ZOOKEEPER-2623: older servers
             // logged it as a transaction they could not replay).
             Request::Check(_) => self.fail(cnxn, xid, Code::Unimplemented, true, out),
+            req if req.is_write() && self.mode == Mode::ReadOnly => {
+                self.fail(cnxn, xid, Code::NotReadOnly, false, out)
+            }
             req if req.is_write() => self.on_write(now_ms, cnxn, session, xid, req),
             req => {
                 let busy = self.cnxns.get(&cnxn).is_some_and(|c| !c.queue.is_empty());
@@ -594,6 +699,20 @@ impl ZooKeeperServer {
             .get(&cnxn)
             .map(|c| c.auth.clone())
             .unwrap_or_default();
+        if self.mode == Mode::Learner {
+            let origin = Origin::Client {
+                cnxn,
+                xid,
+                op: req.op_code(),
+            };
+            let mut body = bytes::BytesMut::new();
+            req.put(&mut body);
+            let ticket = self.forward(session, xid, req.op_code(), body.freeze(), auth, origin);
+            if let Some(c) = self.cnxns.get_mut(&cnxn) {
+                c.queue.push_back(Queued::Write { ticket });
+            }
+            return;
+        }
         let (type_, body) = self.prep(now_ms, session, &auth).prepare(&req);
         if matches!(req, Request::CloseSession) {
             self.sessions.set_closing(session);
@@ -603,9 +722,9 @@ impl ZooKeeperServer {
             xid,
             op: req.op_code(),
         };
-        let zxid = self.submit(now_ms, session, xid, type_, body, origin);
+        let ticket = Ticket::Zxid(self.submit(now_ms, session, xid, type_, body, origin));
         if let Some(c) = self.cnxns.get_mut(&cnxn) {
-            c.queue.push_back(Queued::Write { zxid });
+            c.queue.push_back(Queued::Write { ticket });
         }
     }
 
@@ -707,6 +826,8 @@ impl ZooKeeperServer {
                 last_zxid: self.tree.last_processed_zxid(),
                 sync: self.sync_counters,
                 disk,
+                quorum: self.quorum_info.as_ref(),
+                read_only: self.mode == Mode::ReadOnly,
             };
             let text = four_letter::run(&cmd, &ctx);
             self.after_four_letter(&cmd, now_ms);
@@ -728,6 +849,15 @@ impl ZooKeeperServer {
 
     /// Applies every prepared transaction the log made durable, in zxid order.
     fn on_persisted(&mut self, zxid: i64, out: &mut Vec<Output>) {
+        if self.mode != Mode::Standalone {
+            // In an ensemble durability is one vote; the quorum layer commits.
+            return;
+        }
+        self.commit_through(zxid, out);
+    }
+
+    /// Applies every prepared transaction up to `zxid`, in zxid order (a leader's commit).
+    pub fn commit_through(&mut self, zxid: i64, out: &mut Vec<Output>) {
         while self
             .pending
             .front()
@@ -739,6 +869,23 @@ impl ZooKeeperServer {
     }
 
     fn apply(&mut self, p: Pending, out: &mut Vec<Output>) {
+        let forwarded = self.mode == Mode::Learner;
+        if p.entry.header.type_ == op::CREATE_SESSION {
+            // Every server knows every global session (snapshots list them; a new leader
+            // expires them).
+            if let TxnBody::CreateSession(t) = &p.entry.body {
+                if self.sessions.get(p.entry.header.client_id).is_none() {
+                    self.sessions
+                        .track(p.entry.header.client_id, t.time_out, self.now_ms);
+                }
+            }
+        }
+        if self.committed_log_max > 0 {
+            if self.committed_log.len() >= self.committed_log_max {
+                self.committed_log.pop_front();
+            }
+            self.committed_log.push_back(p.entry.clone());
+        }
         let header = &p.entry.header;
         let mut events = Vec::new();
         let result = {
@@ -773,7 +920,8 @@ impl ZooKeeperServer {
                 if op == op::CLOSE_SESSION {
                     out.push(Output::Close { cnxn });
                 }
-                self.write_done(cnxn, header.zxid, out);
+                let ticket = ticket_of(forwarded, header);
+                self.write_done(cnxn, ticket, out);
             }
             Origin::Connect {
                 cnxn,
@@ -783,7 +931,8 @@ impl ZooKeeperServer {
                 if self.cnxns.contains_key(&cnxn) {
                     let resp = self.connect_response(header.client_id, timeout_ms, read_only);
                     self.send_connected(cnxn, resp, false, out);
-                    self.write_done(cnxn, header.zxid, out);
+                    let ticket = ticket_of(forwarded, header);
+                    self.write_done(cnxn, ticket, out);
                 }
             }
             Origin::Server => {}
@@ -821,14 +970,23 @@ impl ZooKeeperServer {
 
     /// The write at the head of `cnxn`'s queue is answered: run the reads behind it, up to the
     /// next write.
-    fn write_done(&mut self, cnxn: CnxnId, zxid: i64, out: &mut Vec<Output>) {
+    fn write_done(&mut self, cnxn: CnxnId, ticket: Ticket, out: &mut Vec<Output>) {
         let Some(c) = self.cnxns.get_mut(&cnxn) else {
             return;
         };
         match c.queue.pop_front() {
-            Some(Queued::Write { zxid: head }) => assert_eq!(head, zxid, "writes answer in order"),
+            Some(Queued::Write { ticket: head }) if head == ticket => {}
+            // This server prepared the write: its order is this server's own invariant.
+            other if !matches!(ticket, Ticket::Forwarded(_)) => {
+                panic!("connection queue out of order: expected {ticket:?}, found {other:?}")
+            }
+            // The leader answered out of this connection's order (a client reusing a cxid,
+            // or a leader bug): the connection's replies can no longer be in order.
             other => {
-                panic!("connection queue out of order: expected write 0x{zxid:x}, found {other:?}")
+                warn!("commit for {ticket:?} does not match the connection's next write {other:?}; closing it");
+                out.push(Output::Close { cnxn });
+                self.on_closed(cnxn);
+                return;
             }
         }
         loop {
@@ -882,6 +1040,340 @@ impl ZooKeeperServer {
             self.stats.packets_sent += 1;
             out.push(Output::Reply { cnxn, header, body });
         }
+    }
+}
+
+impl ZooKeeperServer {
+    // The ensemble's side of the pipeline: the quorum layer (src/quorum) drives these.
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Switches how writes flow. A new leader gives every session a full timeout from now, as
+    /// ZooKeeper's leader does when it takes over the session tracker.
+    pub fn set_mode(&mut self, mode: Mode, now_ms: i64) {
+        if self.mode == Mode::ReadOnly && mode != Mode::ReadOnly {
+            for id in std::mem::take(&mut self.read_only_sessions) {
+                self.sessions.remove(id);
+            }
+        }
+        self.mode = mode;
+        if mode == Mode::Leader {
+            let sessions: Vec<(SessionId, i32)> =
+                self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
+            for (id, timeout_ms) in sessions {
+                self.sessions.touch(id, timeout_ms, now_ms);
+            }
+            self.next_container_check_ms = now_ms + self.settings.container_check_interval_ms;
+        }
+    }
+
+    /// Keeps the last `max` applied transactions for DIFF syncs, starting from `recent`.
+    pub fn keep_committed_log(&mut self, max: usize, recent: Vec<TxnEntry>) {
+        self.committed_log_max = max;
+        self.committed_log = recent.into_iter().collect();
+        while self.committed_log.len() > max {
+            self.committed_log.pop_front();
+        }
+    }
+
+    /// The last applied transactions, oldest first.
+    pub fn committed_log(&self) -> &VecDeque<TxnEntry> {
+        &self.committed_log
+    }
+
+    /// The last zxid prepared (or applied, when nothing is pending).
+    pub fn last_prepared_zxid(&self) -> i64 {
+        self.last_zxid
+    }
+
+    /// An established leader numbers its proposals from `(epoch, 1)`.
+    pub fn start_epoch(&mut self, epoch: i64) {
+        let base = epoch << 32;
+        assert!(
+            base > self.tree.last_processed_zxid() && self.pending.is_empty(),
+            "a new epoch starts above everything applied, with nothing pending"
+        );
+        self.last_zxid = base;
+    }
+
+    /// Prepared transactions not yet committed, in zxid order (a leader's outstanding
+    /// proposals).
+    pub fn pending_entries(&self) -> impl Iterator<Item = &TxnEntry> {
+        self.pending.iter().map(|p| &p.entry)
+    }
+
+    /// Gives up prepared, uncommitted transactions (a leader stepping down): they stay in the
+    /// log, and the next leader decides their fate.
+    pub fn take_pending(&mut self) -> Vec<TxnEntry> {
+        self.outstanding = Outstanding::default();
+        self.last_zxid = self.tree.last_processed_zxid();
+        self.pending.drain(..).map(|p| p.entry).collect()
+    }
+
+    /// Applies a transaction this server did not prepare: a learner's commit, or a new
+    /// leader's log tail. A learner answers its own client's forwarded request here.
+    pub fn apply_committed(&mut self, now_ms: i64, entry: TxnEntry, out: &mut Vec<Output>) {
+        self.now_ms = self.now_ms.max(now_ms);
+        let key = (entry.header.client_id, entry.header.cxid);
+        let origin = match self.mode {
+            Mode::Learner => self.forwarded.remove(&key).unwrap_or(Origin::Server),
+            _ => Origin::Server,
+        };
+        let arrival_ms = self.now_ms;
+        if self.last_zxid < entry.header.zxid {
+            self.last_zxid = entry.header.zxid;
+        }
+        self.apply(
+            Pending {
+                entry,
+                origin,
+                arrival_ms,
+            },
+            out,
+        );
+        self.flush_appends(out);
+    }
+
+    /// A leader prepares a learner's forwarded write (REQUEST). A body that does not decode
+    /// becomes an error transaction, so the learner's client still gets its answer in order.
+    #[allow(clippy::too_many_arguments)]
+    pub fn submit_forwarded(
+        &mut self,
+        now_ms: i64,
+        session: SessionId,
+        cxid: i32,
+        type_: i32,
+        body: &[u8],
+        auth: &[Id],
+        out: &mut Vec<Output>,
+    ) {
+        self.now_ms = self.now_ms.max(now_ms);
+        let (txn_type, txn) = match type_ {
+            op::CREATE_SESSION => match <[u8; 4]>::try_from(body) {
+                Ok(b) => {
+                    let timeout_ms = i32::from_be_bytes(b);
+                    self.sessions.track(session, timeout_ms, now_ms);
+                    Prep::create_session(timeout_ms)
+                }
+                Err(_) => error_txn(Code::MarshallingError),
+            },
+            _ => match Request::decode(type_, body) {
+                Ok(req) if req.is_write() => {
+                    let timeout_ms = self.sessions.get(session).map(|s| s.timeout_ms);
+                    if !timeout_ms.is_some_and(|t| self.sessions.touch(session, t, now_ms)) {
+                        error_txn(Code::SessionExpired)
+                    } else {
+                        if matches!(req, Request::CloseSession) {
+                            self.sessions.set_closing(session);
+                        }
+                        self.prep(now_ms, session, auth).prepare(&req)
+                    }
+                }
+                Ok(_) | Err(_) => {
+                    warn!("learner forwarded an invalid request (type {type_}) for session 0x{session:x}");
+                    error_txn(Code::MarshallingError)
+                }
+            },
+        };
+        self.submit(now_ms, session, cxid, txn_type, txn, Origin::Server);
+        self.flush_appends(out);
+    }
+
+    /// A learner: the leader's SYNC answers the oldest forwarded sync.
+    pub fn on_synced(&mut self, now_ms: i64, out: &mut Vec<Output>) {
+        self.now_ms = self.now_ms.max(now_ms);
+        let Some((cnxn, xid, path, arrival_ms)) = self.pending_syncs.pop_front() else {
+            warn!("SYNC from the leader with no sync pending");
+            return;
+        };
+        if !self.cnxns.contains_key(&cnxn) {
+            return;
+        }
+        self.reply(cnxn, xid, Code::Ok, Response::Sync(path), arrival_ms, out);
+        self.write_done(cnxn, Ticket::Forwarded(xid), out);
+    }
+
+    /// A learner: the leader's answer to REVALIDATE.
+    pub fn on_revalidated(
+        &mut self,
+        now_ms: i64,
+        session: SessionId,
+        valid: bool,
+        out: &mut Vec<Output>,
+    ) {
+        self.now_ms = self.now_ms.max(now_ms);
+        let waiting: Vec<CnxnId> = self
+            .revalidating
+            .iter()
+            .filter(|(_, r)| r.session == session)
+            .map(|(c, _)| *c)
+            .collect();
+        for cnxn in waiting {
+            let Some(r) = self.revalidating.remove(&cnxn) else {
+                continue;
+            };
+            if !self.cnxns.contains_key(&cnxn) {
+                continue;
+            }
+            if !valid {
+                info!("Invalid session 0x{session:x} for client, probably expired");
+                let resp = ConnectResponse {
+                    passwd: Bytes::from_static(&[0; 16]),
+                    read_only: r.read_only.map(|_| false),
+                    ..ConnectResponse::default()
+                };
+                self.send_connected(cnxn, resp, true, out);
+                continue;
+            }
+            self.sessions.track(session, r.timeout_ms, now_ms);
+            self.touched.insert(session, r.timeout_ms);
+            if let Some(old) = self.session_cnxn.get(&session).copied() {
+                if old != cnxn {
+                    out.push(Output::Close { cnxn: old });
+                    self.on_closed(old);
+                }
+            }
+            self.bind_session(cnxn, session, r.timeout_ms);
+            let resp = self.connect_response(session, r.timeout_ms, r.read_only);
+            self.send_connected(cnxn, resp, false, out);
+        }
+    }
+
+    /// A leader: a learner's PING reported these sessions alive; or a REVALIDATE. Returns
+    /// whether the session is alive.
+    pub fn touch_session(&mut self, session: SessionId, timeout_ms: i32, now_ms: i64) -> bool {
+        self.sessions.touch(session, timeout_ms, now_ms)
+    }
+
+    /// A learner: the sessions its clients used since the last call, for the next PING.
+    pub fn take_touches(&mut self) -> Vec<(SessionId, i32)> {
+        std::mem::take(&mut self.touched).into_iter().collect()
+    }
+
+    /// Closes every client connection (the server leaves its role); forwarded requests are
+    /// forgotten, their clients will retry elsewhere.
+    pub fn close_all(&mut self, out: &mut Vec<Output>) {
+        let all: Vec<CnxnId> = self.cnxns.keys().copied().collect();
+        for cnxn in all {
+            out.push(Output::Close { cnxn });
+            self.on_closed(cnxn);
+        }
+        self.forwarded.clear();
+        self.pending_syncs.clear();
+        self.revalidating.clear();
+        self.touched.clear();
+    }
+
+    /// The whole tree and its sessions, for a learner's SNAP.
+    pub fn snapshot_data(&self) -> crate::persistence::SnapshotData {
+        let sessions: Vec<(SessionId, i32)> =
+            self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
+        crate::persistence::SnapshotData::capture(&self.tree, &sessions)
+    }
+
+    /// The tree and sessions in the snapshot file format, and the zxid they are at.
+    pub fn snapshot_bytes(&self) -> (i64, Vec<u8>) {
+        let sessions: Vec<(SessionId, i32)> =
+            self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
+        let zxid = self.tree.last_processed_zxid();
+        (
+            zxid,
+            crate::quorum::replica::tree_to_snapshot_bytes(&self.tree, &sessions),
+        )
+    }
+
+    /// A learner replaces its tree with the leader's snapshot.
+    pub fn install_tree(&mut self, tree: DataTree, sessions: &[(SessionId, i32)], now_ms: i64) {
+        assert!(self.pending.is_empty(), "a learner prepares nothing");
+        self.tree = tree;
+        self.tree
+            .set_extended_types(self.settings.prep.extended_types);
+        self.last_zxid = self.tree.last_processed_zxid();
+        self.sessions.clear();
+        for &(id, timeout_ms) in sessions {
+            self.sessions.track(id, timeout_ms, now_ms);
+        }
+        self.outstanding = Outstanding::default();
+        self.committed_log.clear();
+        self.capture = None;
+    }
+
+    /// What the 4lw report about the role (set by the quorum layer).
+    pub fn set_quorum_info(&mut self, info: Option<super::QuorumInfo>) {
+        self.quorum_info = info;
+    }
+
+    /// Client connections, for the quorum layer's 4lw numbers.
+    pub fn connection_count(&self) -> usize {
+        self.cnxns.len()
+    }
+
+    /// A read-only server accepts only clients that allow it, with sessions of its own.
+    fn read_only_connect(
+        &mut self,
+        now_ms: i64,
+        cnxn: CnxnId,
+        req: &ConnectRequest,
+        timeout_ms: i32,
+        out: &mut Vec<Output>,
+    ) {
+        if req.read_only != Some(true) {
+            info!("Refusing session request for not-read-only client");
+            out.push(Output::Close { cnxn });
+            return;
+        }
+        let id = if req.session_id != 0 && req.passwd[..] == session_password(req.session_id)[..] {
+            req.session_id
+        } else {
+            self.sessions.allocate_id()
+        };
+        if self.sessions.get(id).is_none() {
+            self.read_only_sessions.push(id);
+        }
+        self.sessions.track(id, timeout_ms, now_ms);
+        self.bind_session(cnxn, id, timeout_ms);
+        let mut resp = self.connect_response(id, timeout_ms, req.read_only);
+        resp.read_only = Some(true);
+        self.send_connected(cnxn, resp, false, out);
+    }
+
+    /// Registers a forwarded write; its commit (`apply_committed`) answers it.
+    fn forward(
+        &mut self,
+        session: SessionId,
+        cxid: i32,
+        type_: i32,
+        body: Bytes,
+        auth: Vec<Id>,
+        origin: Origin,
+    ) -> Ticket {
+        self.forwarded.insert((session, cxid), origin);
+        self.forwarded_out.push(Output::Forward {
+            session,
+            cxid,
+            type_,
+            body,
+            auth,
+        });
+        Ticket::Forwarded(cxid)
+    }
+}
+
+fn error_txn(code: Code) -> (i32, TxnBody) {
+    (
+        op::ERROR,
+        TxnBody::Error(crate::jute::txn::ErrorTxn { err: code.as_i32() }),
+    )
+}
+
+/// The queue ticket a committed transaction answers.
+fn ticket_of(forwarded: bool, header: &TxnHeader) -> Ticket {
+    if forwarded {
+        Ticket::Forwarded(header.cxid)
+    } else {
+        Ticket::Zxid(header.zxid)
     }
 }
 

@@ -145,6 +145,12 @@ impl SessionTracker {
         true
     }
 
+    /// Forgets every session (a learner installing the leader's snapshot); ids keep counting.
+    pub fn clear(&mut self) {
+        self.sessions.clear();
+        self.buckets.clear();
+    }
+
     pub fn get(&self, id: SessionId) -> Option<&Session> {
         self.sessions.get(&id)
     }

@@ -640,7 +640,10 @@ impl ClientLoop {
                 c.closing = true;
                 true
             }
-            Output::Append { .. } | Output::Snapshot(_) => return,
+            Output::Append { .. }
+            | Output::Snapshot(_)
+            | Output::Forward { .. }
+            | Output::Revalidate { .. } => return,
         };
         let started_closing = c.closing && !was_closing;
         if answered {

@@ -4,7 +4,6 @@
 //! everything else to the client thread as one batch and one wakeup.
 
 use crate::config::Config;
-use crate::jute::txn::TxnEntry;
 use crate::persistence::{Restored, SnapshotData};
 use crate::server::{DiskUsage, Input, Output, ZooKeeperServer};
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError};
@@ -49,7 +48,7 @@ pub struct CoreChannels {
     pub persisted: Receiver<i64>,
     pub outputs: Sender<Vec<Output>>,
     pub client_waker: Arc<Waker>,
-    pub appends: Sender<Vec<TxnEntry>>,
+    pub appends: Sender<super::sync::SyncCommand>,
     pub sync_stats: Arc<super::sync::SyncStats>,
     /// The snapshot thread, when there is a data directory.
     pub snapshots: Option<Sender<Box<SnapshotData>>>,
@@ -204,7 +203,13 @@ impl CoreLoop {
                 other => batch.push(other),
             }
         }
-        if !entries.is_empty() && self.ch.appends.send(entries).is_err() {
+        if !entries.is_empty()
+            && self
+                .ch
+                .appends
+                .send(super::sync::SyncCommand::Append(entries))
+                .is_err()
+        {
             log::error!("the sync thread stopped; stopping the core");
             return Err(CoreExit::SyncGone);
         }

@@ -7,6 +7,7 @@
 //! channel is full they coalesce into the highest zxid (a notice covers everything before it).
 
 use crate::jute::txn::TxnEntry;
+use crate::quorum::replica::{DiskCommand, DiskDone};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,6 +31,20 @@ pub trait TxnLogWriter: Send {
     fn roll(&mut self) -> io::Result<()> {
         Ok(())
     }
+    /// Runs an ensemble's disk command (TRUNC, SNAP, epoch files) after every earlier append
+    /// is durable. Only a log on disk can.
+    fn run_command(&mut self, cmd: DiskCommand) -> io::Result<DiskDone> {
+        Err(io::Error::other(format!(
+            "this log cannot run {cmd:?}: an ensemble needs a data directory"
+        )))
+    }
+}
+
+/// What the core sends the sync thread, in the order it must happen.
+#[derive(Debug)]
+pub enum SyncCommand {
+    Append(Vec<TxnEntry>),
+    Disk(DiskCommand),
 }
 
 /// A log that keeps nothing: **not durable**. Until the write-ahead log exists, a restart
@@ -111,7 +126,11 @@ impl SyncStats {
 /// The sync thread's state.
 pub struct SyncLoop {
     log: Box<dyn TxnLogWriter>,
-    appends: Receiver<Vec<TxnEntry>>,
+    appends: Receiver<SyncCommand>,
+    /// Answers to disk commands (bounded by the commands in flight, so never full).
+    done: Option<Sender<DiskDone>>,
+    /// A disk command taken while batching appends: it runs after their sync.
+    deferred: Option<DiskCommand>,
     persisted: Sender<i64>,
     stats: Arc<SyncStats>,
     /// The last zxid appended: zxids must strictly increase.
@@ -125,7 +144,7 @@ pub struct SyncLoop {
 impl SyncLoop {
     pub fn new(
         log: Box<dyn TxnLogWriter>,
-        appends: Receiver<Vec<TxnEntry>>,
+        appends: Receiver<SyncCommand>,
         persisted: Sender<i64>,
         stats: Arc<SyncStats>,
         roll_requested: Arc<AtomicBool>,
@@ -133,12 +152,20 @@ impl SyncLoop {
         SyncLoop {
             log,
             appends,
+            done: None,
+            deferred: None,
             persisted,
             stats,
             last_appended: i64::MIN,
             unsent: None,
             roll_requested,
         }
+    }
+
+    /// Where disk-command answers go (an ensemble member's core).
+    pub fn with_disk_done(mut self, done: Sender<DiskDone>) -> SyncLoop {
+        self.done = Some(done);
+        self
     }
 
     /// Runs until the core hangs up (shutdown) or the log fails. A failed log stops the
@@ -149,9 +176,28 @@ impl SyncLoop {
                 Ok(first) => first,
                 Err(()) => return,
             };
-            if let Some(first) = first {
-                if let Err(e) = self.commit(first) {
-                    log::error!("transaction log write failed, stopping the server: {e}");
+            let command = match first {
+                Some(SyncCommand::Append(first)) => {
+                    if let Err(e) = self.commit(first) {
+                        log::error!("transaction log write failed, stopping the server: {e}");
+                        return;
+                    }
+                    self.deferred.take()
+                }
+                Some(SyncCommand::Disk(cmd)) => Some(cmd),
+                None => None,
+            };
+            if let Some(cmd) = command {
+                // Earlier appends are durable; the core hears of them first.
+                while self.unsent.is_some() {
+                    if !self.notify() {
+                        return;
+                    }
+                    if self.unsent.is_some() {
+                        std::thread::sleep(NOTICE_RETRY);
+                    }
+                }
+                if !self.run_command(cmd) {
                     return;
                 }
             }
@@ -168,7 +214,7 @@ impl SyncLoop {
     }
 
     /// Waits for work; only briefly while a notice is waiting for room. Err = core gone.
-    fn next_batch(&mut self) -> Result<Option<Vec<TxnEntry>>, ()> {
+    fn next_batch(&mut self) -> Result<Option<SyncCommand>, ()> {
         if self.unsent.is_none() {
             return self.appends.recv().map(Some).map_err(|_| ());
         }
@@ -183,7 +229,7 @@ impl SyncLoop {
     fn commit(&mut self, first: Vec<TxnEntry>) -> io::Result<()> {
         let mut txns = 0;
         let mut batch = Some(first);
-        while let Some(entries) = batch {
+        while let Some(entries) = batch.take() {
             for entry in &entries {
                 assert!(
                     entry.header.zxid > self.last_appended,
@@ -195,11 +241,13 @@ impl SyncLoop {
             }
             self.log.append(&entries)?;
             txns += entries.len();
-            batch = if txns < GROUP_COMMIT_TXNS_MAX {
-                self.appends.try_recv().ok()
-            } else {
-                None
-            };
+            if txns < GROUP_COMMIT_TXNS_MAX {
+                match self.appends.try_recv() {
+                    Ok(SyncCommand::Append(more)) => batch = Some(more),
+                    Ok(SyncCommand::Disk(cmd)) => self.deferred = Some(cmd),
+                    Err(_) => {}
+                }
+            }
         }
         if txns == 0 {
             return Ok(());
@@ -210,6 +258,31 @@ impl SyncLoop {
         self.stats.record(txns, self.last_appended);
         self.unsent = Some(self.last_appended);
         Ok(())
+    }
+
+    /// Runs a disk command and answers it; false when the server must stop.
+    fn run_command(&mut self, cmd: DiskCommand) -> bool {
+        let reset = match &cmd {
+            DiskCommand::Truncate { zxid, .. } => Some(*zxid),
+            DiskCommand::InstallSnapshot(s) => Some(s.zxid),
+            DiskCommand::WriteEpoch { .. } => None,
+        };
+        match self.log.run_command(cmd) {
+            Ok(done) => {
+                if let Some(zxid) = reset {
+                    // The log now ends at (or is replaced up to) this zxid.
+                    self.last_appended = zxid;
+                }
+                match &self.done {
+                    Some(tx) => tx.send(done).is_ok(),
+                    None => true,
+                }
+            }
+            Err(e) => {
+                log::error!("disk command failed, stopping the server: {e}");
+                false
+            }
+        }
     }
 
     /// Tells the core the durable zxid if there is room; false when the core is gone.
@@ -270,8 +343,10 @@ mod tests {
         let rec = Recorder::default();
         let stats = Arc::new(SyncStats::default());
         // Everything is queued before the thread starts: one group commit.
-        append_tx.send(vec![entry(1), entry(2)]).unwrap();
-        append_tx.send(vec![entry(3)]).unwrap();
+        append_tx
+            .send(SyncCommand::Append(vec![entry(1), entry(2)]))
+            .unwrap();
+        append_tx.send(SyncCommand::Append(vec![entry(3)])).unwrap();
         let sync = SyncLoop::new(
             Box::new(rec.clone()),
             append_rx,
@@ -288,7 +363,7 @@ mod tests {
         assert_eq!(stats.last_batch_txns.load(Ordering::Relaxed), 3);
         // The notice channel (capacity 1) fills; later notices coalesce to the highest zxid.
         for z in 4..50 {
-            append_tx.send(vec![entry(z)]).unwrap();
+            append_tx.send(SyncCommand::Append(vec![entry(z)])).unwrap();
         }
         let mut last = 0;
         while last < 49 {
@@ -322,7 +397,7 @@ mod tests {
             Default::default(),
         );
         let thread = std::thread::spawn(move || sync.run());
-        append_tx.send(vec![entry(1)]).unwrap();
+        append_tx.send(SyncCommand::Append(vec![entry(1)])).unwrap();
         thread.join().unwrap();
         // The thread is gone without reporting anything durable.
         assert!(persisted_rx.recv().is_err());

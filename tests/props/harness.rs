@@ -75,6 +75,9 @@ impl Harness {
                     self.sessions.insert(cnxn, resp.session_id);
                 }
                 Output::Text { .. } | Output::Close { .. } => {}
+                Output::Forward { .. } | Output::Revalidate { .. } => {
+                    panic!("a standalone server forwards nothing")
+                }
             }
         }
     }

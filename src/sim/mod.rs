@@ -1,0 +1,572 @@
+//! A deterministic simulator: several [`QuorumPeer`]s — the production core, not a model of
+//! it — in one thread, over a simulated network and disk, driven by a virtual clock and a
+//! seeded random source. Every run is a function of its seed.
+//!
+//! - Network: election notifications and quorum links with a random delay; each link is FIFO
+//!   (TCP); a crashed or partitioned node's links close on both sides.
+//! - Disk: appends and disk commands become durable together at a simulated fsync; a crash
+//!   loses everything not yet durable.
+//! - Clients: tests feed client inputs to a node and read the outputs it produced.
+
+use crate::config::{Config, PeerType, ServerLine};
+use crate::jute::txn::{TxnBody, TxnEntry};
+use crate::quorum::peer::{PeerInput, PeerStart, QuorumPeer};
+use crate::quorum::replica::{DiskCommand, DiskDone, EpochKind, LinkId, PeerOutput};
+use crate::quorum::{ServerState, Sid};
+use crate::server::{CnxnId, Input, Output, SyncCounters};
+use crate::tree::DataTree;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+/// xorshift64*: deterministic and good enough to pick delays and faults.
+#[derive(Clone, Debug)]
+pub struct SimRng(u64);
+
+impl SimRng {
+    pub fn new(seed: u64) -> SimRng {
+        SimRng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next_u64() % ((hi - lo + 1) as u64)) as i64
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next_u64() % 100 < percent
+    }
+}
+
+/// What a node's disk holds durably, and what waits for the next fsync.
+#[derive(Default)]
+pub struct SimDisk {
+    /// Every durable transaction, in zxid order (the simulator keeps no snapshots, except a
+    /// learner's installed SNAP, kept as `base`).
+    pub log: Vec<TxnEntry>,
+    pub base: Option<(i64, Vec<u8>)>,
+    pub accepted_epoch: i64,
+    pub current_epoch: i64,
+    pending: Vec<DiskOp>,
+    fsync_scheduled: bool,
+}
+
+enum DiskOp {
+    Append(Vec<TxnEntry>),
+    Cmd(DiskCommand),
+}
+
+impl SimDisk {
+    fn last_zxid(&self) -> i64 {
+        self.log
+            .last()
+            .map(|e| e.header.zxid)
+            .or(self.base.as_ref().map(|b| b.0))
+            .unwrap_or(0)
+    }
+
+    /// The tree and sessions the durable state gives (a restart's load).
+    pub fn load(&self, up_to: i64) -> (DataTree, Vec<(i64, i32)>) {
+        let (mut tree, sessions) = match &self.base {
+            Some((zxid, bytes)) => {
+                crate::quorum::replica::tree_from_snapshot_bytes(bytes, usize::MAX, false, *zxid)
+                    .expect("the simulator's own snapshot decodes")
+            }
+            None => (DataTree::new(), Vec::new()),
+        };
+        let mut sessions: BTreeMap<i64, i32> = sessions.into_iter().collect();
+        for e in self.log.iter().filter(|e| e.header.zxid <= up_to) {
+            if e.header.zxid <= tree.last_processed_zxid() {
+                continue;
+            }
+            match &e.body {
+                TxnBody::CreateSession(s) => {
+                    sessions.insert(e.header.client_id, s.time_out);
+                }
+                TxnBody::CloseSession(_) => {
+                    sessions.remove(&e.header.client_id);
+                }
+                _ => {}
+            }
+            let mut events = Vec::new();
+            tree.process_txn(&e.header, &e.body, &|_, _| false, &mut events);
+        }
+        (tree, sessions.into_iter().collect())
+    }
+}
+
+pub struct SimNode {
+    pub peer: Option<QuorumPeer>,
+    pub disk: SimDisk,
+    pub config: Config,
+    incarnation: u64,
+    /// This node's link id → (remote node, remote link id).
+    links: BTreeMap<LinkId, (usize, LinkId)>,
+    next_inbound: u64,
+    /// Client-facing outputs, for tests to read.
+    pub client_out: Vec<Output>,
+}
+
+enum Event {
+    Deliver {
+        node: usize,
+        inc: u64,
+        input: PeerInput,
+    },
+    Fsync {
+        node: usize,
+        inc: u64,
+    },
+}
+
+pub struct Sim {
+    pub now_ms: i64,
+    pub rng: SimRng,
+    pub nodes: Vec<SimNode>,
+    queue: BTreeMap<(i64, u64), Event>,
+    seq: u64,
+    /// Last delivery time per directed link, so each link stays FIFO.
+    link_clock: BTreeMap<(usize, LinkId), i64>,
+    /// Pairs of nodes that cannot talk.
+    cut: BTreeSet<(usize, usize)>,
+    pub max_delay_ms: i64,
+    pub fsync_ms: (i64, i64),
+    /// Every step taken, for a failing seed's report.
+    pub steps: u64,
+}
+
+pub fn sim_config(n_voters: usize, n_observers: usize, me: usize) -> Config {
+    let mut c = Config {
+        tick_time_ms: 100,
+        init_limit_ticks: 10,
+        sync_limit_ticks: 5,
+        standalone_enabled: false,
+        ..Config::default()
+    };
+    for i in 0..n_voters + n_observers {
+        let id = (i + 1) as u64;
+        c.servers.insert(
+            id,
+            ServerLine {
+                id,
+                host: "127.0.0.1".into(),
+                quorum_port: 20000 + id as u16,
+                election_port: 30000 + id as u16,
+                peer_type: if i < n_voters {
+                    PeerType::Participant
+                } else {
+                    PeerType::Observer
+                },
+                client_addr: None,
+                client_port: None,
+            },
+        );
+    }
+    c.my_id = Some((me + 1) as u64);
+    c
+}
+
+impl Sim {
+    pub fn new(seed: u64, n_voters: usize, n_observers: usize) -> Sim {
+        Sim::with_config(seed, n_voters, n_observers, |_| {})
+    }
+
+    /// A simulation whose nodes' configurations `tune` adjusts first.
+    pub fn with_config(
+        seed: u64,
+        n_voters: usize,
+        n_observers: usize,
+        tune: impl Fn(&mut Config),
+    ) -> Sim {
+        let nodes = (0..n_voters + n_observers)
+            .map(|i| SimNode {
+                peer: None,
+                disk: SimDisk::default(),
+                config: {
+                    let mut c = sim_config(n_voters, n_observers, i);
+                    tune(&mut c);
+                    c
+                },
+                incarnation: 0,
+                links: BTreeMap::new(),
+                next_inbound: 0,
+                client_out: Vec::new(),
+            })
+            .collect();
+        let mut sim = Sim {
+            now_ms: 1_000_000,
+            rng: SimRng::new(seed),
+            nodes,
+            queue: BTreeMap::new(),
+            seq: 0,
+            link_clock: BTreeMap::new(),
+            cut: BTreeSet::new(),
+            max_delay_ms: 5,
+            fsync_ms: (1, 4),
+            steps: 0,
+        };
+        for i in 0..sim.nodes.len() {
+            sim.start(i);
+        }
+        sim
+    }
+
+    /// Starts (or restarts) a node from its durable state.
+    pub fn start(&mut self, node: usize) {
+        let n = &mut self.nodes[node];
+        n.incarnation += 1;
+        let (tree, sessions) = n.disk.load(i64::MAX);
+        let recent: Vec<TxnEntry> = n.disk.log.iter().rev().take(500).rev().cloned().collect();
+        let start = PeerStart {
+            tree,
+            sessions,
+            recent_txns: recent,
+            accepted_epoch: n.disk.accepted_epoch,
+            current_epoch: n.disk.current_epoch,
+        };
+        let mut peer = QuorumPeer::new(&n.config, self.now_ms, start).expect("valid sim config");
+        let mut out = Vec::new();
+        peer.start(self.now_ms, &mut out);
+        n.peer = Some(peer);
+        self.route(node, out);
+    }
+
+    /// Kills a node: volatile state and undurable writes are lost; its links close.
+    pub fn crash(&mut self, node: usize) {
+        let n = &mut self.nodes[node];
+        n.peer = None;
+        n.incarnation += 1;
+        n.disk.pending.clear();
+        n.disk.fsync_scheduled = false;
+        let links: Vec<LinkId> = n.links.keys().copied().collect();
+        for link in links {
+            self.close_link(node, link);
+        }
+    }
+
+    pub fn partition(&mut self, a: usize, b: usize) {
+        self.cut.insert((a.min(b), a.max(b)));
+        let links: Vec<(LinkId, usize)> = self.nodes[a]
+            .links
+            .iter()
+            .filter(|(_, (r, _))| *r == b)
+            .map(|(l, (r, _))| (*l, *r))
+            .collect();
+        for (link, _) in links {
+            self.close_link(a, link);
+        }
+    }
+
+    pub fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    fn can_talk(&self, a: usize, b: usize) -> bool {
+        !self.cut.contains(&(a.min(b), a.max(b)))
+            && self.nodes[a].peer.is_some()
+            && self.nodes[b].peer.is_some()
+    }
+
+    fn push(&mut self, at_ms: i64, ev: Event) {
+        self.seq += 1;
+        self.queue.insert((at_ms, self.seq), ev);
+    }
+
+    fn deliver(&mut self, node: usize, delay_ms: i64, input: PeerInput) {
+        let inc = self.nodes[node].incarnation;
+        self.push(self.now_ms + delay_ms, Event::Deliver { node, inc, input });
+    }
+
+    fn delay(&mut self) -> i64 {
+        self.rng.range(1, self.max_delay_ms.max(1))
+    }
+
+    /// Feeds a client input to a node now.
+    pub fn client(&mut self, node: usize, input: Input) {
+        self.step_node(node, PeerInput::Client(input));
+    }
+
+    fn step_node(&mut self, node: usize, input: PeerInput) {
+        let now = self.now_ms;
+        let Some(peer) = self.nodes[node].peer.as_mut() else {
+            return;
+        };
+        let mut out = Vec::new();
+        peer.step(now, input, &mut out);
+        self.steps += 1;
+        self.route(node, out);
+    }
+
+    fn route(&mut self, node: usize, out: Vec<PeerOutput>) {
+        for o in out {
+            match o {
+                PeerOutput::Server(Output::Append { entries }) => {
+                    self.nodes[node].disk.pending.push(DiskOp::Append(entries));
+                    self.schedule_fsync(node);
+                }
+                PeerOutput::Server(Output::Snapshot(_)) => {}
+                PeerOutput::Server(other) => self.nodes[node].client_out.push(other),
+                PeerOutput::Disk(cmd) => {
+                    self.nodes[node].disk.pending.push(DiskOp::Cmd(cmd));
+                    self.schedule_fsync(node);
+                }
+                PeerOutput::Election { to, notification } => {
+                    let to = (to - 1) as usize;
+                    if to < self.nodes.len() && self.can_talk(node, to) {
+                        let d = self.delay();
+                        let from = (node + 1) as Sid;
+                        self.deliver(to, d, PeerInput::Election { from, notification });
+                    }
+                }
+                PeerOutput::Connect { link, addr } => self.connect(node, link, addr),
+                PeerOutput::Send { link, packet } => {
+                    if let Some(&(remote, rlink)) = self.nodes[node].links.get(&link) {
+                        let at = (self.now_ms + self.delay())
+                            .max(*self.link_clock.get(&(node, link)).unwrap_or(&0));
+                        self.link_clock.insert((node, link), at);
+                        let inc = self.nodes[remote].incarnation;
+                        let input = PeerInput::Packet {
+                            link: rlink,
+                            packet,
+                        };
+                        self.push(
+                            at,
+                            Event::Deliver {
+                                node: remote,
+                                inc,
+                                input,
+                            },
+                        );
+                    }
+                }
+                PeerOutput::CloseLink { link } => self.close_link(node, link),
+                PeerOutput::CloseAllLinks => {
+                    let links: Vec<LinkId> = self.nodes[node].links.keys().copied().collect();
+                    for link in links {
+                        self.close_link(node, link);
+                    }
+                }
+            }
+        }
+    }
+
+    fn connect(&mut self, node: usize, link: LinkId, addr: SocketAddr) {
+        let target = self
+            .nodes
+            .iter()
+            .position(|n| {
+                n.config
+                    .my_server()
+                    .is_some_and(|s| s.quorum_port == addr.port())
+            })
+            .filter(|&t| self.can_talk(node, t));
+        let Some(target) = target else {
+            let d = self.delay();
+            self.deliver(node, d, PeerInput::LinkClosed { link });
+            return;
+        };
+        let t = &mut self.nodes[target];
+        t.next_inbound += 1;
+        let inbound = t.next_inbound;
+        t.links.insert(inbound, (node, link));
+        self.nodes[node].links.insert(link, (target, inbound));
+        let d = self.delay();
+        let peer: SocketAddr = "127.0.0.1:1".parse().expect("literal");
+        self.link_clock.insert((node, link), self.now_ms + d);
+        self.link_clock.insert((target, inbound), self.now_ms + d);
+        self.deliver(node, d, PeerInput::LinkUp { link, peer });
+        self.deliver(
+            target,
+            d,
+            PeerInput::LinkUp {
+                link: inbound,
+                peer,
+            },
+        );
+    }
+
+    /// Both ends learn that the link is gone (after what was already in flight).
+    fn close_link(&mut self, node: usize, link: LinkId) {
+        let Some((remote, rlink)) = self.nodes[node].links.remove(&link) else {
+            return;
+        };
+        self.nodes[remote].links.remove(&rlink);
+        for (n, l) in [(node, link), (remote, rlink)] {
+            let at = (self.now_ms + 1).max(*self.link_clock.get(&(n, l)).unwrap_or(&0));
+            let inc = self.nodes[n].incarnation;
+            self.push(
+                at,
+                Event::Deliver {
+                    node: n,
+                    inc,
+                    input: PeerInput::LinkClosed { link: l },
+                },
+            );
+            self.link_clock.remove(&(n, l));
+        }
+    }
+
+    fn schedule_fsync(&mut self, node: usize) {
+        if self.nodes[node].disk.fsync_scheduled {
+            return;
+        }
+        self.nodes[node].disk.fsync_scheduled = true;
+        let d = self.rng.range(self.fsync_ms.0, self.fsync_ms.1);
+        let inc = self.nodes[node].incarnation;
+        self.push(self.now_ms + d, Event::Fsync { node, inc });
+    }
+
+    /// Everything pending becomes durable, in order; the core hears about it in order.
+    fn fsync(&mut self, node: usize) {
+        let disk = &mut self.nodes[node].disk;
+        disk.fsync_scheduled = false;
+        let ops = std::mem::take(&mut disk.pending);
+        let mut notices = Vec::new();
+        for op in ops {
+            match op {
+                DiskOp::Append(entries) => {
+                    disk.log.extend(entries);
+                }
+                DiskOp::Cmd(cmd) => {
+                    notices.push(PeerInput::Client(Input::Persisted {
+                        zxid: disk.last_zxid(),
+                        sync: SyncCounters::default(),
+                    }));
+                    let done = match cmd {
+                        DiskCommand::Truncate { zxid, reload } => {
+                            disk.log.retain(|e| e.header.zxid <= zxid);
+                            let restored = reload.then(|| {
+                                let (tree, sessions) = disk.load(zxid);
+                                Box::new(crate::persistence::Restored {
+                                    tree,
+                                    sessions,
+                                    snapshot_zxid: 0,
+                                    txns_replayed: 0,
+                                })
+                            });
+                            DiskDone::Truncated { zxid, restored }
+                        }
+                        DiskCommand::InstallSnapshot(data) => {
+                            let zxid = data.zxid;
+                            let bytes = crate::quorum::replica::snapshot_to_bytes(&data);
+                            disk.base = Some((zxid, bytes));
+                            disk.log.clear();
+                            DiskDone::SnapshotInstalled { zxid }
+                        }
+                        DiskCommand::WriteEpoch { which, epoch } => {
+                            match which {
+                                EpochKind::Accepted => disk.accepted_epoch = epoch,
+                                EpochKind::Current => disk.current_epoch = epoch,
+                            }
+                            DiskDone::EpochWritten { which, epoch }
+                        }
+                    };
+                    notices.push(PeerInput::Disk(done));
+                }
+            }
+        }
+        notices.push(PeerInput::Client(Input::Persisted {
+            zxid: disk.last_zxid(),
+            sync: SyncCounters::default(),
+        }));
+        for n in notices {
+            self.step_node(node, n);
+        }
+    }
+
+    /// Runs until `until_ms` of virtual time.
+    pub fn run_until(&mut self, until_ms: i64) {
+        loop {
+            let next_event = self.queue.keys().next().map(|k| k.0).unwrap_or(i64::MAX);
+            let (tick_node, next_tick) = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| n.peer.as_ref().map(|p| (i, p.next_tick_ms())))
+                .min_by_key(|&(_, t)| t)
+                .unwrap_or((0, i64::MAX));
+            let next = next_event.min(next_tick).max(self.now_ms);
+            if next > until_ms {
+                self.now_ms = until_ms;
+                return;
+            }
+            self.now_ms = next;
+            if next_tick <= next_event {
+                let now = self.now_ms;
+                if let Some(peer) = self.nodes[tick_node].peer.as_mut() {
+                    let mut out = Vec::new();
+                    peer.tick(now, &mut out);
+                    self.steps += 1;
+                    self.route(tick_node, out);
+                }
+                continue;
+            }
+            let (_, ev) = self.queue.pop_first().expect("an event is due");
+            match ev {
+                Event::Deliver { node, inc, input } => {
+                    if self.nodes[node].incarnation == inc {
+                        self.step_node(node, input);
+                    }
+                }
+                Event::Fsync { node, inc } => {
+                    if self.nodes[node].incarnation == inc {
+                        self.fsync(node);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn run_for(&mut self, ms: i64) {
+        let until = self.now_ms + ms;
+        self.run_until(until);
+    }
+
+    pub fn state(&self, node: usize) -> Option<ServerState> {
+        self.nodes[node].peer.as_ref().map(|p| p.state())
+    }
+
+    pub fn serving(&self, node: usize) -> bool {
+        self.nodes[node]
+            .peer
+            .as_ref()
+            .is_some_and(|p| p.is_serving())
+    }
+
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.nodes.len())
+            .find(|&i| self.state(i) == Some(ServerState::Leading) && self.serving(i))
+    }
+
+    /// Runs until every live node serves (or the time limit passes).
+    pub fn run_until_serving(&mut self, limit_ms: i64) -> bool {
+        let deadline = self.now_ms + limit_ms;
+        while self.now_ms < deadline {
+            self.run_for(10);
+            let all = (0..self.nodes.len())
+                .filter(|&i| self.nodes[i].peer.is_some())
+                .all(|i| self.serving(i));
+            if all {
+                return true;
+            }
+        }
+        false
+    }
+
+    pub fn take_client_out(&mut self, node: usize) -> Vec<Output> {
+        std::mem::take(&mut self.nodes[node].client_out)
+    }
+}
+
+/// A client connection id for simulated clients.
+pub fn sim_cnxn(node: usize, n: u64) -> CnxnId {
+    ((node as u64) << 32) | n
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,539 @@
+//! Ensemble behaviour in the simulator: the production core, deterministic per seed.
+
+use super::*;
+use crate::jute::data::{perms, Acl, Id};
+use crate::jute::proto::{op, ConnectRequest, CreateRequest, ReplyHeader, Request};
+use bytes::Bytes;
+
+fn open_acl() -> Vec<Acl> {
+    vec![Acl {
+        perms: perms::ALL,
+        id: Id {
+            scheme: "world".into(),
+            id: "anyone".into(),
+        },
+    }]
+}
+
+/// A simulated client: one connection to one node.
+struct Client {
+    node: usize,
+    cnxn: CnxnId,
+    session: i64,
+    xid: i32,
+}
+
+impl Client {
+    fn connect(sim: &mut Sim, node: usize, n: u64) -> Client {
+        let cnxn = sim_cnxn(node, n);
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        sim.client(node, Input::Accepted { cnxn, peer });
+        let req = ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            time_out: 30_000,
+            session_id: 0,
+            passwd: Bytes::from_static(&[0; 16]),
+            read_only: Some(false),
+        };
+        sim.client(node, Input::Connect { cnxn, req });
+        let session = wait_for(sim, node, 2_000, |o| match o {
+            Output::Connected { cnxn: c, resp, .. } if *c == cnxn => Some(resp.session_id),
+            _ => None,
+        })
+        .expect("session established");
+        Client {
+            node,
+            cnxn,
+            session,
+            xid: 0,
+        }
+    }
+
+    fn create(&mut self, sim: &mut Sim, path: &str) -> i32 {
+        self.xid += 1;
+        let req = Request::Create(
+            op::CREATE,
+            CreateRequest {
+                path: path.into(),
+                data: Some(Bytes::from_static(b"x")),
+                acl: open_acl(),
+                flags: 0,
+            },
+        );
+        let (cnxn, xid) = (self.cnxn, self.xid);
+        sim.client(self.node, Input::Request { cnxn, xid, req });
+        wait_for(sim, self.node, 3_000, |o| match o {
+            Output::Reply {
+                cnxn: c,
+                header: ReplyHeader { xid: x, err, .. },
+                ..
+            } if *c == cnxn && *x == xid => Some(*err),
+            _ => None,
+        })
+        .expect("a reply")
+    }
+}
+
+/// Runs the simulation until `f` matches an output of `node`.
+fn wait_for<T>(
+    sim: &mut Sim,
+    node: usize,
+    limit_ms: i64,
+    mut f: impl FnMut(&Output) -> Option<T>,
+) -> Option<T> {
+    let deadline = sim.now_ms + limit_ms;
+    let mut seen = Vec::new();
+    loop {
+        let outs = sim.take_client_out(node);
+        let mut found = None;
+        for o in outs {
+            if found.is_none() {
+                found = f(&o);
+            }
+            seen.push(o);
+        }
+        if found.is_some() {
+            return found;
+        }
+        if sim.now_ms >= deadline {
+            return None;
+        }
+        sim.run_for(5);
+    }
+}
+
+fn converged(sim: &Sim, path: &str) -> bool {
+    (0..sim.nodes.len()).all(|i| {
+        sim.nodes[i]
+            .peer
+            .as_ref()
+            .is_none_or(|p| p.tree().node(path).is_some())
+    })
+}
+
+fn assert_one_leader(sim: &Sim) -> usize {
+    let leaders: Vec<usize> = (0..sim.nodes.len())
+        .filter(|&i| sim.state(i) == Some(ServerState::Leading))
+        .collect();
+    assert_eq!(leaders.len(), 1, "leaders: {leaders:?}");
+    leaders[0]
+}
+
+fn init_log() {
+    let _ = env_logger::builder().is_test(true).try_init();
+}
+
+#[test]
+fn three_servers_elect_one_leader_and_serve() {
+    init_log();
+    let seeds: Vec<u64> = match std::env::var("SIM_SEED") {
+        Ok(s) => vec![s.parse().expect("SIM_SEED is a number")],
+        Err(_) => (1..=50).collect(),
+    };
+    for seed in seeds {
+        let mut sim = Sim::new(seed, 3, 0);
+        assert!(
+            sim.run_until_serving(20_000),
+            "seed {seed}: ensemble did not form"
+        );
+        let leader = assert_one_leader(&sim);
+        // The highest id wins a cold start: equal epochs and zxids.
+        assert_eq!(leader, 2, "seed {seed}");
+        for i in 0..3 {
+            if i != leader {
+                assert_eq!(sim.state(i), Some(ServerState::Following));
+            }
+        }
+    }
+}
+
+#[test]
+fn writes_through_a_follower_reach_every_server() {
+    let mut sim = Sim::new(7, 3, 0);
+    assert!(sim.run_until_serving(20_000));
+    let follower = (0..3)
+        .find(|&i| sim.state(i) == Some(ServerState::Following))
+        .unwrap();
+    let mut c = Client::connect(&mut sim, follower, 1);
+    assert!(c.session != 0);
+    assert_eq!(c.create(&mut sim, "/a"), 0);
+    sim.run_for(200);
+    assert!(converged(&sim, "/a"));
+    // Session creation and the create are the same zxids everywhere.
+    let zxids: Vec<i64> = (0..3)
+        .map(|i| {
+            sim.nodes[i]
+                .peer
+                .as_ref()
+                .unwrap()
+                .tree()
+                .last_processed_zxid()
+        })
+        .collect();
+    assert!(zxids.iter().all(|&z| z == zxids[0]), "{zxids:x?}");
+}
+
+#[test]
+fn a_new_leader_takes_over_and_keeps_committed_writes() {
+    let mut sim = Sim::new(3, 3, 0);
+    assert!(sim.run_until_serving(20_000));
+    let leader = assert_one_leader(&sim);
+    let other = (leader + 1) % 3;
+    let mut c = Client::connect(&mut sim, other, 1);
+    for i in 0..5 {
+        assert_eq!(c.create(&mut sim, &format!("/n{i}")), 0);
+    }
+    sim.crash(leader);
+    sim.run_for(100);
+    let deadline = sim.now_ms + 30_000;
+    while sim.leader().is_none() && sim.now_ms < deadline {
+        sim.run_for(50);
+    }
+    let new_leader = sim.leader().expect("a new leader");
+    assert_ne!(new_leader, leader);
+    let survivor = (0..3).find(|&i| i != leader).unwrap();
+    let mut c2 = Client::connect(&mut sim, survivor, 2);
+    assert_eq!(c2.create(&mut sim, "/after"), 0);
+    for i in 0..5 {
+        assert!(sim.nodes[survivor]
+            .peer
+            .as_ref()
+            .unwrap()
+            .tree()
+            .node(&format!("/n{i}"))
+            .is_some());
+    }
+    sim.start(leader);
+    assert!(sim.run_until_serving(30_000));
+    sim.run_for(300);
+    assert!(converged(&sim, "/after"));
+    assert!(converged(&sim, "/n4"));
+}
+
+fn sync_counts(sim: &Sim) -> (u64, u64, u64) {
+    let l = sim.leader().expect("a leader");
+    let c = sim.nodes[l].peer.as_ref().unwrap().sync_counters();
+    (c.diff, c.snap, c.trunc)
+}
+
+fn wait_leader(sim: &mut Sim, limit_ms: i64) -> usize {
+    let deadline = sim.now_ms + limit_ms;
+    while sim.leader().is_none() && sim.now_ms < deadline {
+        sim.run_for(20);
+    }
+    sim.leader().expect("a leader within the limit")
+}
+
+#[test]
+fn a_follower_a_little_behind_catches_up_by_diff() {
+    init_log();
+    let mut sim = Sim::new(11, 3, 0);
+    assert!(sim.run_until_serving(20_000));
+    let leader = assert_one_leader(&sim);
+    let f = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    let mut c = Client::connect(&mut sim, other, 1);
+    assert_eq!(c.create(&mut sim, "/before"), 0);
+    sim.crash(f);
+    for i in 0..10 {
+        assert_eq!(c.create(&mut sim, &format!("/d{i}")), 0);
+    }
+    let (diff0, snap0, trunc0) = sync_counts(&sim);
+    sim.start(f);
+    assert!(sim.run_until_serving(20_000));
+    sim.run_for(200);
+    let (diff1, snap1, trunc1) = sync_counts(&sim);
+    assert_eq!((diff1, snap1, trunc1), (diff0 + 1, snap0, trunc0));
+    assert!(converged(&sim, "/d9"));
+}
+
+#[test]
+fn an_old_leaders_uncommitted_tail_is_truncated() {
+    init_log();
+    let mut sim = Sim::new(5, 3, 0);
+    assert!(sim.run_until_serving(20_000));
+    let leader = assert_one_leader(&sim);
+    let mut c = Client::connect(&mut sim, leader, 1);
+    assert_eq!(c.create(&mut sim, "/committed"), 0);
+    sim.run_for(100);
+    let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    for &f in &followers {
+        sim.crash(f);
+    }
+    // The leader logs this write but can never commit it.
+    let (cnxn, xid) = (c.cnxn, 99);
+    let req = Request::Create(
+        op::CREATE,
+        CreateRequest {
+            path: "/lost".into(),
+            data: None,
+            acl: open_acl(),
+            flags: 0,
+        },
+    );
+    sim.client(leader, Input::Request { cnxn, xid, req });
+    sim.run_for(50);
+    assert!(sim.nodes[leader]
+        .disk
+        .log
+        .iter()
+        .any(|e| matches!(&e.body, TxnBody::Create(_, t) if t.path == "/lost")));
+    sim.crash(leader);
+    for &f in &followers {
+        sim.start(f);
+    }
+    let new_leader = wait_leader(&mut sim, 30_000);
+    assert!(followers.contains(&new_leader));
+    let (_, _, trunc0) = sync_counts(&sim);
+    sim.start(leader);
+    assert!(sim.run_until_serving(30_000));
+    sim.run_for(200);
+    let (_, _, trunc1) = sync_counts(&sim);
+    assert_eq!(trunc1, trunc0 + 1, "the old leader was truncated");
+    for i in 0..3 {
+        let tree = sim.nodes[i].peer.as_ref().unwrap().tree();
+        assert!(tree.node("/committed").is_some());
+        assert!(
+            tree.node("/lost").is_none(),
+            "node {i} kept an uncommitted txn"
+        );
+        assert!(!sim.nodes[i]
+            .disk
+            .log
+            .iter()
+            .any(|e| matches!(&e.body, TxnBody::Create(_, t) if t.path == "/lost")));
+    }
+}
+
+#[test]
+fn an_observer_serves_reads_and_forwards_writes() {
+    init_log();
+    let mut sim = Sim::new(21, 3, 1);
+    assert!(sim.run_until_serving(20_000));
+    assert_eq!(sim.state(3), Some(ServerState::Observing));
+    let mut c = Client::connect(&mut sim, 3, 1);
+    assert_eq!(c.create(&mut sim, "/via-observer"), 0);
+    sim.run_for(200);
+    assert!(converged(&sim, "/via-observer"));
+    // The observer does not count: with two voters down, no quorum remains.
+    let leader = assert_one_leader(&sim);
+    let voters: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    sim.crash(voters[0]);
+    let mut w = Client::connect(&mut sim, leader, 2);
+    assert_eq!(
+        w.create(&mut sim, "/two-voters"),
+        0,
+        "two of three voters still commit"
+    );
+    sim.run_for(200);
+    assert!(sim.nodes[3]
+        .peer
+        .as_ref()
+        .unwrap()
+        .tree()
+        .node("/two-voters")
+        .is_some());
+}
+
+#[test]
+fn a_session_moves_to_another_server_with_its_ephemerals() {
+    init_log();
+    let mut sim = Sim::new(31, 3, 0);
+    assert!(sim.run_until_serving(20_000));
+    let leader = assert_one_leader(&sim);
+    let a = (leader + 1) % 3;
+    let b = (leader + 2) % 3;
+    let mut c = Client::connect(&mut sim, a, 1);
+    c.xid += 1;
+    let req = Request::Create(
+        op::CREATE,
+        CreateRequest {
+            path: "/eph".into(),
+            data: None,
+            acl: open_acl(),
+            flags: 1,
+        },
+    );
+    let (cnxn, xid) = (c.cnxn, c.xid);
+    sim.client(a, Input::Request { cnxn, xid, req });
+    sim.run_for(100);
+    sim.crash(a);
+    // Reconnect to b with the same session.
+    let cnxn = sim_cnxn(b, 9);
+    let peer: SocketAddr = "127.0.0.1:5001".parse().unwrap();
+    sim.client(b, Input::Accepted { cnxn, peer });
+    let req = ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: 0,
+        time_out: 30_000,
+        session_id: c.session,
+        passwd: Bytes::copy_from_slice(&crate::session::session_password(c.session)),
+        read_only: Some(false),
+    };
+    sim.client(b, Input::Connect { cnxn, req });
+    let resp = wait_for(&mut sim, b, 2_000, |o| match o {
+        Output::Connected {
+            cnxn: x,
+            resp,
+            close,
+        } if *x == cnxn => Some((resp.session_id, *close)),
+        _ => None,
+    })
+    .expect("an answer");
+    assert_eq!(resp, (c.session, false));
+    // The session's timeout is 2 s here (maxSessionTimeout = 20 ticks of 100 ms).
+    sim.run_for(1_000);
+    assert!(
+        sim.nodes[b]
+            .peer
+            .as_ref()
+            .unwrap()
+            .tree()
+            .node("/eph")
+            .is_some(),
+        "ephemeral kept while the session lives"
+    );
+    // A made-up session is refused.
+    let cnxn2 = sim_cnxn(b, 10);
+    sim.client(b, Input::Accepted { cnxn: cnxn2, peer });
+    let req = ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: 0,
+        time_out: 30_000,
+        session_id: 0x77,
+        passwd: Bytes::copy_from_slice(&crate::session::session_password(0x77)),
+        read_only: Some(false),
+    };
+    sim.client(b, Input::Connect { cnxn: cnxn2, req });
+    let refused = wait_for(&mut sim, b, 2_000, |o| match o {
+        Output::Connected { cnxn: x, close, .. } if *x == cnxn2 => Some(*close),
+        _ => None,
+    });
+    assert_eq!(refused, Some(true));
+}
+
+#[test]
+fn expired_sessions_lose_their_ephemerals_everywhere() {
+    init_log();
+    let mut sim = Sim::new(41, 3, 0);
+    assert!(sim.run_until_serving(20_000));
+    let leader = assert_one_leader(&sim);
+    let a = (leader + 1) % 3;
+    let mut c = Client::connect(&mut sim, a, 1);
+    c.xid += 1;
+    let req = Request::Create(
+        op::CREATE,
+        CreateRequest {
+            path: "/eph".into(),
+            data: None,
+            acl: open_acl(),
+            flags: 1,
+        },
+    );
+    let (cnxn, xid) = (c.cnxn, c.xid);
+    sim.client(a, Input::Request { cnxn, xid, req });
+    sim.run_for(200);
+    assert!(converged(&sim, "/eph"));
+    // The client goes silent: after its timeout the leader expires it.
+    sim.client(a, Input::Closed { cnxn });
+    sim.run_for(35_000);
+    for i in 0..3 {
+        assert!(
+            sim.nodes[i]
+                .peer
+                .as_ref()
+                .unwrap()
+                .tree()
+                .node("/eph")
+                .is_none(),
+            "node {i}"
+        );
+    }
+}
+
+#[test]
+fn without_a_quorum_writes_stop_but_read_only_clients_read() {
+    init_log();
+    let mut sim = Sim::with_config(51, 3, 0, |c| c.read_only_mode_enabled = true);
+    assert!(sim.run_until_serving(20_000));
+    let leader = assert_one_leader(&sim);
+    let survivor = (leader + 1) % 3;
+    let mut c = Client::connect(&mut sim, survivor, 1);
+    assert_eq!(c.create(&mut sim, "/ro"), 0);
+    sim.run_for(200);
+    sim.crash(leader);
+    sim.crash((leader + 2) % 3);
+    sim.run_for(3_000);
+    assert_eq!(sim.state(survivor), Some(ServerState::Looking));
+    // A read-write client is turned away.
+    let cnxn = sim_cnxn(survivor, 5);
+    let peer: SocketAddr = "127.0.0.1:5002".parse().unwrap();
+    sim.client(survivor, Input::Accepted { cnxn, peer });
+    let mut req = ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: 0,
+        time_out: 30_000,
+        session_id: 0,
+        passwd: Bytes::from_static(&[0; 16]),
+        read_only: Some(false),
+    };
+    sim.client(
+        survivor,
+        Input::Connect {
+            cnxn,
+            req: req.clone(),
+        },
+    );
+    let closed = wait_for(&mut sim, survivor, 500, |o| match o {
+        Output::Close { cnxn: x } if *x == cnxn => Some(()),
+        Output::Connected { cnxn: x, .. } if *x == cnxn => {
+            panic!("a read-write session without a quorum")
+        }
+        _ => None,
+    });
+    assert!(closed.is_some());
+    // A read-only client reads, and its writes fail with NotReadOnly.
+    let cnxn = sim_cnxn(survivor, 6);
+    sim.client(survivor, Input::Accepted { cnxn, peer });
+    req.read_only = Some(true);
+    sim.client(survivor, Input::Connect { cnxn, req });
+    let ro = wait_for(&mut sim, survivor, 500, |o| match o {
+        Output::Connected {
+            cnxn: x,
+            resp,
+            close: false,
+        } if *x == cnxn => Some(resp.read_only),
+        _ => None,
+    });
+    assert_eq!(ro, Some(Some(true)));
+    let get = Request::GetData(crate::jute::proto::PathWatchRequest {
+        path: "/ro".into(),
+        watch: false,
+    });
+    sim.client(
+        survivor,
+        Input::Request {
+            cnxn,
+            xid: 1,
+            req: get,
+        },
+    );
+    let mut ro_client = Client {
+        node: survivor,
+        cnxn,
+        session: 0,
+        xid: 1,
+    };
+    let got = wait_for(&mut sim, survivor, 500, |o| match o {
+        Output::Reply {
+            cnxn: x, header, ..
+        } if *x == cnxn && header.xid == 1 => Some(header.err),
+        _ => None,
+    });
+    assert_eq!(got, Some(0));
+    assert_eq!(
+        ro_client.create(&mut sim, "/nope"),
+        crate::jute::proto::Code::NotReadOnly.as_i32()
+    );
+}
