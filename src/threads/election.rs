@@ -1679,6 +1679,31 @@ mod tests {
     }
 
     #[test]
+    fn connections_owing_their_hello_are_capped() {
+        let one = Node::start(1, bind(), &BTreeMap::from([(2, reserve())]), 4);
+        let addr = one.handle.local_addr();
+        let silent: Vec<StdStream> = (0..HELLO_CNXNS_MAX).map(|_| raw(addr)).collect();
+        wait_until("every silent connection is accepted", || {
+            one.stat(|s| &s.sockets) == HELLO_CNXNS_MAX as u64
+        });
+        let mut extra = raw(addr);
+        extra
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        // Closed at once, well before the 300 ms hello timeout.
+        assert!(closed_by_server(&mut extra));
+        // Once they are gone, a real hello gets through again.
+        drop(silent);
+        wait_until("the silent connections are gone", || {
+            one.stat(|s| &s.sockets) == 0
+        });
+        let mut from2 = raw_as(addr, 2);
+        from2.write_all(&frame(&vote(2, 1))).unwrap();
+        assert_eq!(one.next(), (2, vote(2, 1)));
+        one.handle.shutdown();
+    }
+
+    #[test]
     fn a_full_core_channel_pauses_reading_and_drops_nothing() {
         const FRAMES: i64 = 200;
         let addrs = BTreeMap::from([(2, reserve())]);
