@@ -20,6 +20,7 @@
 
 pub mod client;
 pub mod core;
+pub mod election;
 pub mod snap;
 pub mod sync;
 
