@@ -14,6 +14,7 @@ pub mod data;
 pub mod frame;
 pub mod proto;
 pub mod quorum;
+pub mod quorum_stream;
 pub mod txn;
 
 use bytes::{BufMut, Bytes};
