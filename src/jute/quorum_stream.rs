@@ -190,8 +190,12 @@ pub fn decode(buf: &[u8], limits: &StreamLimits) -> Result<Decoded, StreamError>
     }
 }
 
-/// Builds a packet from exactly its bytes, sharing the data with `frame` instead of copying
-/// it (a SNAP packet's data is a whole snapshot).
+/// Data at least this large is shared with the receive buffer rather than copied. Smaller data
+/// is copied so that a small packet the core keeps does not pin a whole read buffer.
+pub const SHARE_DATA_MIN_BYTES: usize = 64 * 1024;
+
+/// Builds a packet from exactly its bytes. Large data (a SNAP packet's is a whole snapshot)
+/// is shared with `frame` instead of copied.
 fn build(frame: Bytes, data: Option<Range<usize>>) -> Result<QuorumPacket, StreamError> {
     let mut r = Reader::new(&frame);
     let type_ = r.read_i32().map_err(StreamError::Malformed)?;
@@ -210,7 +214,13 @@ fn build(frame: Bytes, data: Option<Range<usize>>) -> Result<QuorumPacket, Strea
     Ok(QuorumPacket {
         type_,
         zxid,
-        data: data.map(|range| frame.slice(range)),
+        data: data.map(|range| {
+            if range.len() >= SHARE_DATA_MIN_BYTES {
+                frame.slice(range)
+            } else {
+                Bytes::copy_from_slice(&frame[range])
+            }
+        }),
         authinfo,
     })
 }
