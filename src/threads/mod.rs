@@ -21,6 +21,7 @@
 pub mod client;
 pub mod core;
 pub mod election;
+pub mod quorum_link;
 pub mod snap;
 pub mod sync;
 
