@@ -273,10 +273,18 @@ impl Ensemble {
             "tickTime={TICK_MS}\ninitLimit={INIT_LIMIT_TICKS}\nsyncLimit={SYNC_LIMIT_TICKS}\n\
              dataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
              maxSessionTimeout={MAX_SESSION_MS}\n4lw.commands.whitelist=*\n\
-             admin.enableServer=false\n",
+             admin.enableServer=false\n\
+             # A learner older than the leader's committed log (500 proposals) gets a snapshot:\n\
+             # ZooKeeper would otherwise also replay its on-disk log when that is small.\n\
+             snapshotSizeFactor=-1\n",
             me.dir.display(),
             me.client_port
         );
+        if self.spec.read_only {
+            // ZooKeeper 3.8's read-only server opens new sessions only as local sessions; it
+            // answers createSession with NOTREADONLY without this.
+            cfg.push_str("localSessionsEnabled=true\n");
+        }
         if self.spec.standalone {
             return cfg;
         }
