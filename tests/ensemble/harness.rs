@@ -6,6 +6,10 @@
 //! Every wait is bounded; a failure names the server and prints the tail of its log. Dropping
 //! an [`Ensemble`] kills (SIGKILL) every process it started, also while a test panics, and
 //! removes the temporary directory (kept when `ENSEMBLE_KEEP=1`).
+//!
+//! Environment: `ENSEMBLE_IMPL` (`zabd`, the default, or `zookeeper`); for ZooKeeper,
+//! `ZOOKEEPER_CLASSPATH` (default: Debian's jars, with slf4j-simple logging to stderr), `JAVA`
+//! and `ENSEMBLE_JAVA_OPTS` (extra JVM options); `RUST_LOG` for zabd (default `info`).
 
 #![allow(dead_code)]
 
@@ -33,7 +37,7 @@ const MAX_SESSION_MS: i32 = 20_000;
 pub const WAIT: Duration = Duration::from_secs(30);
 /// How long one four-letter word or one handshake may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-const POLL: Duration = Duration::from_millis(50);
+const POLL: Duration = Duration::from_millis(100);
 /// Cold starts tried before giving up when a reserved port was taken meanwhile.
 const START_ATTEMPTS: u32 = 3;
 const TAIL_LINES: usize = 40;
@@ -323,8 +327,12 @@ impl Ensemble {
             .append(true)
             .open(&s.log)
             .expect("open the server's log file");
-        writeln!(log, "{LOG_MARKER}{} of server {} ({imp:?}) ===", s.starts, s.id)
-            .expect("write the log marker");
+        writeln!(
+            log,
+            "{LOG_MARKER}{} of server {} ({imp:?}) ===",
+            s.starts, s.id
+        )
+        .expect("write the log marker");
         let mut cmd = match imp {
             Impl::Zabd => {
                 let mut c = Command::new(env!("CARGO_BIN_EXE_zabd"));
@@ -349,7 +357,16 @@ impl Ensemble {
                 if read_only {
                     c.arg("-Dreadonlymode.enabled=true");
                 }
-                c.args(["-cp", &cp, "org.apache.zookeeper.server.quorum.QuorumPeerMain"]);
+                // Extra JVM options, e.g. to check that a test fails when ZooKeeper is made
+                // to sync differently (-Dzookeeper.forceSnapshotSync=true).
+                if let Ok(opts) = std::env::var("ENSEMBLE_JAVA_OPTS") {
+                    c.args(opts.split_whitespace());
+                }
+                c.args([
+                    "-cp",
+                    &cp,
+                    "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+                ]);
                 c
             }
         };
@@ -594,9 +611,10 @@ impl Ensemble {
                 return Ok(leaders[0]);
             }
             if Instant::now() >= deadline {
-                self.fail_all(&format!(
-                    "every running server serving with one leader within {timeout:?}"
-                ), &modes);
+                self.fail_all(
+                    &format!("every running server serving with one leader within {timeout:?}"),
+                    &modes,
+                );
             }
             std::thread::sleep(POLL);
         }
@@ -624,8 +642,19 @@ impl Ensemble {
         }
     }
 
+    /// Every server's mode. A server that runs standalone although its zoo.cfg lists the
+    /// ensemble fails at once rather than after a timeout.
     pub fn modes(&mut self) -> Vec<Mode> {
-        (0..self.len()).map(|i| self.mode(i)).collect()
+        let modes: Vec<Mode> = (0..self.len()).map(|i| self.mode(i)).collect();
+        if !self.spec.standalone {
+            if let Some(i) = modes.iter().position(|m| *m == Mode::Standalone) {
+                self.fail(
+                    i,
+                    "runs standalone although its zoo.cfg lists server.N lines",
+                );
+            }
+        }
+        modes
     }
 
     // ---------- clients ----------
@@ -657,9 +686,11 @@ impl Ensemble {
         }
     }
 
+    /// The last `lines` lines of server `i`'s log, without the lines the harness's own
+    /// four-letter probes cause.
     pub fn log_tail(&self, i: usize, lines: usize) -> String {
         let log = self.log(i);
-        let all: Vec<&str> = log.lines().collect();
+        let all: Vec<&str> = log.lines().filter(|l| !is_probe_line(l)).collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
@@ -726,6 +757,13 @@ pub fn reserve_ports(n: usize) -> Vec<u16> {
     held.iter()
         .map(|l| l.local_addr().expect("local_addr").port())
         .collect()
+}
+
+/// "Processing srvr command" and the like, logged for every probe by both servers.
+fn is_probe_line(line: &str) -> bool {
+    ["srvr", "mntr", "ruok"]
+        .iter()
+        .any(|w| line.contains(&format!("Processing {w} command")))
 }
 
 fn port_in_use(log: &str) -> bool {
