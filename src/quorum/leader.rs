@@ -338,7 +338,6 @@ impl Leader {
         let max = self.connecting.values().copied().max().unwrap_or(0);
         self.epoch = max + 1;
         self.phase = Phase::PersistingAccepted;
-        r.accepted_epoch = self.epoch;
         info!("new epoch {} (registered: {:?})", self.epoch, voters);
         r.persist_epoch(EpochKind::Accepted, self.epoch, out);
     }
@@ -384,7 +383,6 @@ impl Leader {
             return;
         }
         self.phase = Phase::PersistingCurrent;
-        r.current_epoch = self.epoch;
         r.persist_epoch(EpochKind::Current, self.epoch, out);
     }
 

@@ -19,10 +19,12 @@ use super::replica::{
 use super::{epoch_of, Sid};
 use crate::jute::quorum::{packet, QuorumPacket};
 use crate::jute::txn::TxnEntry;
-use crate::persistence::SnapshotData;
 use crate::server::Mode;
 use crate::tree::DataTree;
 use log::{info, warn};
+
+/// A SNAP's tree, its sessions and the file bytes, until NEWLEADER makes them durable.
+type HeldSnapshot = (DataTree, Vec<(i64, i32)>, bytes::Bytes);
 
 /// Connection attempts to the leader before going back to the election (ZooKeeper: 5).
 pub const CONNECT_ATTEMPTS_MAX: u32 = 5;
@@ -68,8 +70,8 @@ pub struct Learner {
     deadline_ms: i64,
     new_epoch: i64,
     mode: SyncMode,
-    /// A SNAP's tree and sessions, held until NEWLEADER.
-    snapshot: Option<(DataTree, Vec<(i64, i32)>)>,
+    /// A SNAP's tree, sessions and file bytes, held until NEWLEADER.
+    snapshot: Option<HeldSnapshot>,
     /// Proposals received during the sync, logged at NEWLEADER.
     queued: Vec<TxnEntry>,
     /// Everything up to here is committed (sync point and COMMITs seen before UPTODATE).
@@ -83,6 +85,13 @@ pub struct Learner {
     awaiting_reload: bool,
     /// The last zxid logged before NEWLEADER's currentEpoch write: durable once it is done.
     epoch_barrier: i64,
+    /// acceptedEpoch is being written for LEADERINFO: ACKEPOCH waits for it.
+    accepted_write_pending: bool,
+    /// The ACKEPOCH answer: our currentEpoch when we accepted the new epoch now, or -1 when
+    /// it was accepted before (that answer does not count).
+    ack_epoch_counts: bool,
+    /// NEWLEADER seen while a truncation's reload is still on its way.
+    deferred_new_leader: Option<i64>,
 }
 
 impl Learner {
@@ -106,6 +115,9 @@ impl Learner {
             new_leader_zxid: 0,
             awaiting_reload: false,
             epoch_barrier: i64::MIN,
+            accepted_write_pending: false,
+            ack_epoch_counts: false,
+            deferred_new_leader: None,
         }
     }
 
@@ -232,7 +244,7 @@ impl Learner {
             }
             (Phase::Syncing, packet::SNAP) if self.mode == SyncMode::None => self.on_snap(&p, r),
             (Phase::Syncing, packet::PROPOSAL) if self.mode != SyncMode::None => {
-                self.on_sync_proposal(&p)
+                self.on_sync_proposal(&p, r)
             }
             (
                 Phase::Syncing | Phase::NewLeaderPersisting | Phase::AwaitUpToDate,
@@ -294,23 +306,27 @@ impl Learner {
         }
         self.new_epoch = epoch;
         self.phase = Phase::AwaitAckEpoch;
-        if epoch > r.accepted_epoch {
-            r.accepted_epoch = epoch;
-            r.persist_epoch(EpochKind::Accepted, epoch, out);
+        // Already accepted: answer -1 (it does not count towards the leader's quorum).
+        self.ack_epoch_counts = epoch > r.accepted_epoch;
+        if self.ack_epoch_counts {
             // ACKEPOCH goes when the write is done (on_disk_done).
+            self.accepted_write_pending = true;
+            r.persist_epoch(EpochKind::Accepted, epoch, out);
             return Ok(());
         }
-        // Already accepted: answer -1 (it does not count towards the leader's quorum).
-        self.maybe_ack_epoch(r, out, false);
+        self.maybe_ack_epoch(r, out);
         Ok(())
     }
 
-    /// ACKEPOCH carries the durable last logged zxid: sent once the log caught up.
-    fn maybe_ack_epoch(&mut self, r: &Replica, out: &mut Vec<PeerOutput>, fresh: bool) {
-        if self.phase != Phase::AwaitAckEpoch || r.durable < r.last_logged {
+    /// ACKEPOCH carries the durable last logged zxid and follows the durable acceptedEpoch.
+    fn maybe_ack_epoch(&mut self, r: &Replica, out: &mut Vec<PeerOutput>) {
+        if self.phase != Phase::AwaitAckEpoch
+            || self.accepted_write_pending
+            || r.durable < r.last_logged
+        {
             return;
         }
-        let current = fresh.then_some(r.current_epoch);
+        let current = self.ack_epoch_counts.then_some(r.current_epoch);
         self.send(packets::ack_epoch(r.last_logged, current), out);
         self.phase = Phase::Syncing;
     }
@@ -350,9 +366,9 @@ impl Learner {
 
     fn on_snap(&mut self, p: &QuorumPacket, r: &mut Replica) -> Result<(), Leave> {
         info!("Getting a snapshot from leader 0x{:x}", p.zxid);
-        let bytes = p.data.as_deref().unwrap_or(&[]);
+        let bytes = p.data.clone().unwrap_or_default();
         let (tree, sessions) = super::replica::tree_from_snapshot_bytes(
-            bytes,
+            &bytes,
             r.settings.jute_max_buffer_bytes,
             r.zk.tree().extended_types(),
             p.zxid,
@@ -360,18 +376,20 @@ impl Learner {
         .map_err(|e| format!("bad snapshot from the leader: {e}"))?;
         self.mode = SyncMode::Snap;
         self.committed_through = tree.last_processed_zxid();
-        self.snapshot = Some((tree, sessions));
+        self.snapshot = Some((tree, sessions, bytes));
         Ok(())
     }
 
-    fn on_sync_proposal(&mut self, p: &QuorumPacket) -> Result<(), Leave> {
+    fn on_sync_proposal(&mut self, p: &QuorumPacket, r: &Replica) -> Result<(), Leave> {
         let entry = packets::parse_txn(p).map_err(|e| e.to_string())?;
         if self.queued.len() >= SYNC_QUEUE_MAX {
             return Err("too many proposals in one sync".to_owned());
         }
-        if let Some(last) = self.queued.last() {
-            check_consecutive(last.header.zxid, entry.header.zxid)?;
-        }
+        let last = match self.queued.last() {
+            Some(last) => last.header.zxid,
+            None => self.sync_last_zxid_before_queue(r),
+        };
+        check_consecutive(last, entry.header.zxid)?;
         self.queued.push(entry);
         Ok(())
     }
@@ -413,7 +431,9 @@ impl Learner {
             ));
         }
         if self.awaiting_reload {
-            return Err("NEWLEADER before the truncated log was reloaded".to_owned());
+            // The reload from disk is on its way (DiskDone::Truncated): continue from there.
+            self.deferred_new_leader = Some(zxid);
+            return Ok(());
         }
         let base = self.sync_last_zxid_before_queue(r);
         if let Some(first) = self.queued.first() {
@@ -424,21 +444,23 @@ impl Learner {
                 ));
             }
         }
-        if let Some((tree, sessions)) = self.snapshot.take() {
-            let data = SnapshotData::capture(&tree, &sessions);
-            out.push(PeerOutput::Disk(DiskCommand::InstallSnapshot(Box::new(
-                data,
-            ))));
+        if let Some((tree, sessions, bytes)) = self.snapshot.take() {
+            let zxid = tree.last_processed_zxid();
+            out.push(PeerOutput::Disk(DiskCommand::InstallSnapshot {
+                zxid,
+                bytes,
+            }));
             r.zk.install_tree(tree, &sessions, now_ms);
             r.tail.clear();
             r.last_logged = r.zk.tree().last_processed_zxid();
             r.durable = r.last_logged;
         }
+        // ACKs after ACK(NEWLEADER) cover the proposals of this sync, not an older tail.
+        self.acked_through = r.last_logged;
         let queued = std::mem::take(&mut self.queued);
         r.tail.extend(queued.iter().cloned());
         r.log(queued, out);
         self.epoch_barrier = r.last_logged;
-        r.current_epoch = self.new_epoch;
         r.persist_epoch(EpochKind::Current, self.new_epoch, out);
         self.new_leader_zxid = zxid;
         self.phase = Phase::NewLeaderPersisting;
@@ -447,7 +469,7 @@ impl Learner {
 
     fn sync_last_zxid_before_queue(&self, r: &Replica) -> i64 {
         match &self.snapshot {
-            Some((tree, _)) => tree.last_processed_zxid(),
+            Some((tree, _, _)) => tree.last_processed_zxid(),
             None => r.last_logged,
         }
     }
@@ -516,7 +538,7 @@ impl Learner {
 
     /// The log is durable up to `r.durable`: ACK what may be acknowledged.
     pub fn on_persisted(&mut self, r: &Replica, out: &mut Vec<PeerOutput>) {
-        self.maybe_ack_epoch(r, out, true);
+        self.maybe_ack_epoch(r, out);
         self.send_acks(r, out);
     }
 
@@ -544,12 +566,15 @@ impl Learner {
         now_ms: i64,
         r: &mut Replica,
         out: &mut Vec<PeerOutput>,
-    ) {
+    ) -> Result<(), Leave> {
         match done {
             DiskDone::EpochWritten {
                 which: EpochKind::Accepted,
-                ..
-            } => self.maybe_ack_epoch(r, out, true),
+                epoch,
+            } if epoch == self.new_epoch && self.accepted_write_pending => {
+                self.accepted_write_pending = false;
+                self.maybe_ack_epoch(r, out);
+            }
             DiskDone::EpochWritten {
                 which: EpochKind::Current,
                 epoch,
@@ -571,9 +596,13 @@ impl Learner {
                     }
                 }
                 self.awaiting_reload = false;
+                if let Some(zxid) = self.deferred_new_leader.take() {
+                    self.on_new_leader(now_ms, zxid, r, out)?;
+                }
             }
             _ => {}
         }
+        Ok(())
     }
 }
 

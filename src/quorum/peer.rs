@@ -12,7 +12,7 @@ use super::leader::Leader;
 use super::learner::{Learner, Phase as LearnerPhase};
 use super::packets;
 use super::replica::{
-    DiskDone, LinkId, PeerOutput, PeerSettings, Replica, SyncCounters, OUTBOUND_LINK_BIT,
+    DiskDone, EpochKind, LinkId, PeerOutput, PeerSettings, Replica, SyncCounters, OUTBOUND_LINK_BIT,
 };
 use super::{ServerState, Sid};
 use crate::config::Config;
@@ -402,6 +402,13 @@ impl QuorumPeer {
         done: DiskDone,
         out: &mut Vec<PeerOutput>,
     ) -> Result<(), String> {
+        // The epochs in memory follow the disk, never run ahead of it.
+        if let DiskDone::EpochWritten { which, epoch } = done {
+            match which {
+                EpochKind::Accepted => self.r.accepted_epoch = epoch,
+                EpochKind::Current => self.r.current_epoch = epoch,
+            }
+        }
         match &mut self.role {
             Role::Leading(l) => {
                 if let DiskDone::EpochWritten { which, epoch } = done {
@@ -409,7 +416,7 @@ impl QuorumPeer {
                 }
             }
             Role::Following(l) | Role::Observing(l) => {
-                l.on_disk_done(done, now_ms, &mut self.r, out)
+                return l.on_disk_done(done, now_ms, &mut self.r, out);
             }
             Role::Looking { .. } => {
                 if let DiskDone::Truncated {

@@ -6,7 +6,7 @@ use super::verifier::QuorumMaj;
 use super::{epoch_of, Sid};
 use crate::jute::quorum::QuorumPacket;
 use crate::jute::txn::TxnEntry;
-use crate::persistence::{Restored, SnapshotData};
+use crate::persistence::Restored;
 use crate::server::{Output, ZooKeeperServer};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -33,8 +33,8 @@ pub enum DiskCommand {
     /// Drop every logged transaction after `zxid` (TRUNC); with `reload`, answer with the
     /// tree restored from disk, because the applied tree holds truncated transactions.
     Truncate { zxid: i64, reload: bool },
-    /// Replace the log with the leader's snapshot (SNAP), durably.
-    InstallSnapshot(Box<SnapshotData>),
+    /// Replace the log with the leader's snapshot (SNAP), durably: the snapshot file's bytes.
+    InstallSnapshot { zxid: i64, bytes: bytes::Bytes },
     /// Persist acceptedEpoch or currentEpoch.
     WriteEpoch { which: EpochKind, epoch: i64 },
 }
@@ -126,6 +126,8 @@ impl PeerSettings {
 pub struct Replica {
     pub settings: PeerSettings,
     pub zk: ZooKeeperServer,
+    /// The durable epochs: updated only when the sync thread reports a write done, so no
+    /// message or vote ever carries an epoch a crash could take back.
     pub accepted_epoch: i64,
     pub current_epoch: i64,
     /// Logged but not applied (a learner's proposals awaiting COMMIT), in zxid order.
@@ -197,12 +199,6 @@ impl Replica {
 /// `currentEpoch, lastZxid` ordering (ZooKeeper's StateSummary.isMoreRecentThan).
 pub fn more_recent(a_epoch: i64, a_zxid: i64, b_epoch: i64, b_zxid: i64) -> bool {
     a_epoch > b_epoch || (a_epoch == b_epoch && a_zxid > b_zxid)
-}
-
-// TEMP until the persistence branch lands: the snapshot file format in memory.
-pub fn snapshot_to_bytes(s: &SnapshotData) -> Vec<u8> {
-    let _ = s;
-    Vec::new()
 }
 
 /// The whole tree as snapshot-file bytes (a leader's SNAP).

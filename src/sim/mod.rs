@@ -451,10 +451,8 @@ impl Sim {
                             });
                             DiskDone::Truncated { zxid, restored }
                         }
-                        DiskCommand::InstallSnapshot(data) => {
-                            let zxid = data.zxid;
-                            let bytes = crate::quorum::replica::snapshot_to_bytes(&data);
-                            disk.base = Some((zxid, bytes));
+                        DiskCommand::InstallSnapshot { zxid, bytes } => {
+                            disk.base = Some((zxid, bytes.to_vec()));
                             disk.log.clear();
                             DiskDone::SnapshotInstalled { zxid }
                         }

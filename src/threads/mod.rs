@@ -21,6 +21,8 @@
 pub mod client;
 pub mod core;
 pub mod election;
+pub mod ensemble_disk;
+pub mod peer;
 pub mod quorum_link;
 pub mod snap;
 pub mod sync;
@@ -135,7 +137,99 @@ pub fn run(config: Config) -> io::Result<ServerHandle> {
         restored.tree.last_processed_zxid()
     );
     let log = FileLog::new(db.log_writer(&config)?, &config);
+    if config.is_ensemble() {
+        let log = ensemble_disk::EnsembleLog::new(Box::new(log), &config, &db);
+        return start_ensemble(config, db, restored, Box::new(log));
+    }
     start(config, Some((db, restored)), Box::new(log))
+}
+
+/// Starts an ensemble member: the standalone threads plus the election and quorum-link
+/// threads, with a [`QuorumPeer`](crate::quorum::peer::QuorumPeer) core.
+fn start_ensemble(
+    config: Config,
+    db: FileTxnSnapLog,
+    restored: Restored,
+    log: Box<dyn TxnLogWriter>,
+) -> io::Result<ServerHandle> {
+    use crate::quorum::peer::{PeerStart, QuorumPeer};
+    let me = config
+        .my_server()
+        .cloned()
+        .ok_or_else(|| io::Error::other("myid names no server line"))?;
+    let now_ms = self::core::WallClock::default().now_ms();
+    let last_zxid = restored.tree.last_processed_zxid();
+    let (accepted_epoch, current_epoch) = ensemble_disk::load_epochs(&db.snap_dir, last_zxid)?;
+    let start = PeerStart {
+        tree: restored.tree,
+        sessions: restored.sessions,
+        recent_txns: ensemble_disk::recent_txns(
+            &db.log_dir,
+            restored.snapshot_zxid,
+            last_zxid,
+            crate::quorum::replica::COMMIT_LOG_COUNT,
+        ),
+        accepted_epoch,
+        current_epoch,
+    };
+    let peer = QuorumPeer::new(&config, now_ms, start).map_err(io::Error::other)?;
+    let bind = |port: u16| std::net::TcpListener::bind(server_addr(&me.host, port));
+    let election_listener = bind(me.election_port)?;
+    let quorum_listener = bind(me.quorum_port)?;
+    let mut election_peers = std::collections::BTreeMap::new();
+    for (id, line) in &config.servers {
+        election_peers.insert(*id as i64, server_addr(&line.host, line.election_port));
+    }
+    log::info!(
+        "server {} of {}: quorum port {}, election port {}",
+        me.id,
+        config.servers.len(),
+        me.quorum_port,
+        me.election_port
+    );
+    let ensemble = EnsembleParts {
+        peer,
+        election_listener,
+        election_peers,
+        quorum_listener,
+        limits: quorum_link::LinkLimits {
+            max_packet_bytes: QUORUM_PACKET_MAX_BYTES,
+            max_unsent_bytes_per_link: QUORUM_UNSENT_MAX_BYTES,
+            max_links: crate::quorum::leader::LEARNERS_MAX,
+        },
+    };
+    start_core(config, Some(db), Core::Ensemble(Box::new(ensemble)), log)
+}
+
+/// A SNAP carries the whole tree in one packet: its ceiling.
+pub const QUORUM_PACKET_MAX_BYTES: usize = 1 << 30;
+/// Output queued for one learner before it counts as too slow (a SNAP plus the broadcast).
+pub const QUORUM_UNSENT_MAX_BYTES: usize = (1 << 30) + (64 << 20);
+
+fn server_addr(host: &str, port: u16) -> SocketAddr {
+    let text = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    std::net::ToSocketAddrs::to_socket_addrs(&text)
+        .ok()
+        .and_then(|mut a| a.next())
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+struct EnsembleParts {
+    peer: crate::quorum::peer::QuorumPeer,
+    election_listener: std::net::TcpListener,
+    election_peers: std::collections::BTreeMap<i64, SocketAddr>,
+    quorum_listener: std::net::TcpListener,
+    limits: quorum_link::LinkLimits,
+}
+
+/// What runs on the core thread.
+enum Core {
+    Standalone(Option<Box<Restored>>),
+    Ensemble(Box<EnsembleParts>),
 }
 
 fn restore_error(e: RestoreError) -> io::Error {
@@ -161,6 +255,15 @@ fn start(
         Some((db, restored)) => (Some(db), Some(restored)),
         None => (None, None),
     };
+    start_core(config, db, Core::Standalone(restored.map(Box::new)), log)
+}
+
+fn start_core(
+    config: Config,
+    db: Option<FileTxnSnapLog>,
+    core: Core,
+    log: Box<dyn TxnLogWriter>,
+) -> io::Result<ServerHandle> {
     let addr = config
         .client_address()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -189,13 +292,15 @@ fn start(
     // If a spawn fails, dropping `handle` stops what already runs: the channel ends held by
     // the closure that failed to start are dropped with it, which stops its neighbours.
     let roll_log = Arc::new(AtomicBool::new(false));
+    let (done_tx, done_rx) = bounded(APPEND_CHANNEL_CAPACITY + 2);
     let sync = SyncLoop::new(
         log,
         append_rx,
         persisted_tx,
         sync_stats.clone(),
         roll_log.clone(),
-    );
+    )
+    .with_disk_done(done_tx);
     let snapshots = match db {
         Some(db) => {
             let (snap_tx, snap_rx) = bounded(snap::SNAPSHOT_QUEUE_MAX);
@@ -211,20 +316,58 @@ fn start(
         None => None,
     };
     handle.sync = Some(spawn("zabd-sync", move || sync.run())?);
-    let channels = CoreChannels {
-        inputs: input_rx,
-        persisted: persisted_rx,
-        outputs: output_tx,
-        client_waker,
-        appends: append_tx,
-        sync_stats,
-        snapshots,
-        roll_log,
-    };
-    let core_config = config.clone();
-    handle.core = Some(spawn("zabd-core", move || {
-        CoreLoop::new(&core_config, restored, channels).run()
-    })?);
+    match core {
+        Core::Standalone(restored) => {
+            let channels = CoreChannels {
+                inputs: input_rx,
+                persisted: persisted_rx,
+                outputs: output_tx,
+                client_waker,
+                appends: append_tx,
+                sync_stats,
+                snapshots,
+                roll_log,
+            };
+            let core_config = config.clone();
+            handle.core = Some(spawn("zabd-core", move || {
+                CoreLoop::new(&core_config, restored.map(|r| *r), channels).run()
+            })?);
+        }
+        Core::Ensemble(parts) => {
+            let parts = *parts;
+            let (election_tx, election_rx) = bounded(INPUT_CHANNEL_CAPACITY);
+            let (link_tx, link_rx) = bounded(INPUT_CHANNEL_CAPACITY);
+            let me = parts.peer.me();
+            let election = election::ElectionHandle::spawn(
+                me,
+                parts.election_listener,
+                parts.election_peers,
+                election_tx,
+            )?;
+            let links =
+                quorum_link::LinkHandle::spawn(Some(parts.quorum_listener), link_tx, parts.limits)?;
+            let channels = peer::PeerChannels {
+                inputs: input_rx,
+                persisted: persisted_rx,
+                disk_done: done_rx,
+                election_events: election_rx,
+                link_events: link_rx,
+                outputs: output_tx,
+                client_waker,
+                sync: append_tx,
+                sync_stats,
+                snapshots,
+                roll_log,
+                election,
+                links,
+            };
+            let core = peer::PeerLoop::new(parts.peer, channels);
+            handle.core = Some(spawn("zabd-core", move || match core.run() {
+                peer::PeerExit::ClientGone => CoreExit::ClientGone,
+                peer::PeerExit::SyncGone => CoreExit::SyncGone,
+            })?);
+        }
+    }
     let limits = Limits::from_config(&config);
     let client = ClientLoop::new(poll, listener, limits, input_tx, output_rx, stop)?;
     handle.client = Some(spawn("zabd-client", move || client.run())?);

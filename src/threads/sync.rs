@@ -264,7 +264,7 @@ impl SyncLoop {
     fn run_command(&mut self, cmd: DiskCommand) -> bool {
         let reset = match &cmd {
             DiskCommand::Truncate { zxid, .. } => Some(*zxid),
-            DiskCommand::InstallSnapshot(s) => Some(s.zxid),
+            DiskCommand::InstallSnapshot { zxid, .. } => Some(*zxid),
             DiskCommand::WriteEpoch { .. } => None,
         };
         match self.log.run_command(cmd) {

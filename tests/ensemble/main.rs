@@ -5,11 +5,8 @@
 //! ZooKeeper 3.8, which is how the tests themselves are checked:
 //!
 //! ```sh
-//! ENSEMBLE_IMPL=zookeeper cargo test --test ensemble -- --include-ignored --test-threads=1
+//! ENSEMBLE_IMPL=zookeeper cargo test --release --test ensemble -- --test-threads=1
 //! ```
-//!
-//! The tests that need zabd's replicated ensemble (issue 5) are `#[ignore]`d until it lands;
-//! the harness's own tests run against the standalone server that exists now.
 
 mod harness;
 
@@ -291,13 +288,11 @@ fn form_and_write_everywhere(voters: usize) {
 }
 
 #[test]
-#[ignore = "needs the ensemble server (issue 5)"]
 fn three_servers_form_from_cold_start() {
     form_and_write_everywhere(3);
 }
 
 #[test]
-#[ignore = "needs the ensemble server (issue 5)"]
 fn five_servers_form_from_cold_start() {
     form_and_write_everywhere(5);
 }
@@ -396,7 +391,6 @@ where
 }
 
 #[test]
-#[ignore = "needs the ensemble server (issue 5)"]
 fn leader_kill9_under_write_load_loses_no_acknowledged_write() {
     let mut ens = Ensemble::builder(3).start();
     let old = ens.wait_leader(WAIT);
@@ -567,7 +561,6 @@ fn catch_up(writes: usize) -> (Ensemble, usize, usize, (i64, i64), (i64, i64)) {
 }
 
 #[test]
-#[ignore = "needs the ensemble server (issue 5)"]
 fn follower_behind_catches_up_by_diff() {
     let (ens, _, f, (diff0, snap0), (diff1, snap1)) = catch_up(10);
     assert!(diff1 > diff0, "zk_diff_count {diff0} -> {diff1}");
@@ -582,7 +575,6 @@ fn follower_behind_catches_up_by_diff() {
 }
 
 #[test]
-#[ignore = "needs the ensemble server (issue 5)"]
 fn follower_far_behind_catches_up_by_snap() {
     // More than the leader's committed-log window (500 proposals, in ZooKeeper and zabd).
     let (ens, _, f, (_, snap0), (_, snap1)) = catch_up(700);
@@ -660,7 +652,6 @@ fn assert_tail_dropped(ens: &Ensemble, old: usize, new: usize) {
 }
 
 #[test]
-#[ignore = "needs the ensemble server (issue 5)"]
 fn follower_with_uncommitted_tail_is_truncated() {
     let (mut ens, old, new) = old_leader_with_uncommitted_tail();
     let trunc0 = (ens.imp() == Impl::Zabd).then(|| ens.mntr_i64(new, "zk_trunc_count"));
@@ -682,7 +673,6 @@ fn follower_with_uncommitted_tail_is_truncated() {
 }
 
 #[test]
-#[ignore = "needs the ensemble server (issue 5)"]
 fn old_leader_rejoining_after_new_epoch_writes_drops_its_uncommitted_tail() {
     let (mut ens, old, new) = old_leader_with_uncommitted_tail();
     write_after(&ens, new);
@@ -709,7 +699,6 @@ fn old_leader_rejoining_after_new_epoch_writes_drops_its_uncommitted_tail() {
 // ---------- 6. observers ----------
 
 #[test]
-#[ignore = "needs the ensemble server (issue 5)"]
 fn observer_serves_reads_and_forwards_writes() {
     let mut ens = Ensemble::builder(3).observers(1).start();
     let leader = assert_formed(&mut ens);
@@ -745,7 +734,6 @@ fn observer_serves_reads_and_forwards_writes() {
 // ---------- 7. no quorum ----------
 
 #[test]
-#[ignore = "needs the ensemble server (issue 5)"]
 fn no_quorum_no_writes_but_read_only_reads() {
     let mut ens = Ensemble::builder(3).read_only(true).start();
     let leader = ens.wait_leader(WAIT);
