@@ -7,6 +7,8 @@
 //! - [`tree`], [`session`]: the data tree, watches, ACLs and session tracking; pure.
 //! - [`server`]: the request pipeline (ZooKeeper's Prep → Sync → Final processors) as a
 //!   sans-IO state machine: inputs in, outputs out, time passed in.
+//! - [`quorum`]: the ensemble (fast leader election, ZAB's Leader and Learner, `QuorumPeer`),
+//!   sans-IO like the pipeline; [`sim`] runs several of them deterministically.
 //! - [`net`], [`threads`]: the I/O shell; mio readiness loops and channel loops, one per role.
 //! - `main.rs`: the binary.
 
