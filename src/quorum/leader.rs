@@ -266,7 +266,8 @@ impl Leader {
             (HandlerState::Broadcast, packet::REQUEST) => self.on_request(now_ms, link, &p, r, out),
             (HandlerState::Broadcast, packet::REVALIDATE) => match packets::parse_revalidate(&p) {
                 Ok((session, timeout_ms)) => {
-                    let valid = r.zk.touch_session(session, timeout_ms, now_ms);
+                    let owner = self.learners.get(&link).and_then(|h| h.sid).unwrap_or(-1);
+                    let valid = r.zk.revalidate(session, timeout_ms, owner, now_ms);
                     Self::send(link, packets::revalidate_answer(session, valid), out);
                     Ok(())
                 }
@@ -656,8 +657,10 @@ impl Leader {
             }
             return Ok(());
         }
+        let owner = self.learners.get(&link).and_then(|h| h.sid).unwrap_or(-1);
         r.zk.submit_forwarded(
             now_ms,
+            owner,
             f.session,
             f.cxid,
             f.type_,

@@ -180,7 +180,13 @@ pub struct ZooKeeperServer {
     quorum_info: Option<super::QuorumInfo>,
     /// Sessions a read-only server made up; they end with the mode.
     read_only_sessions: Vec<SessionId>,
+    /// Leader: the server each session's client is connected to (a learner's sid, or
+    /// `LOCAL_OWNER`); a request from another is refused with SessionMoved.
+    session_owner: HashMap<SessionId, i64>,
 }
+
+/// `session_owner` of a session whose client is connected to the leader itself.
+const LOCAL_OWNER: i64 = -1;
 
 /// Nodes copied into a snapshot per core step: about a millisecond of work, so a snapshot of
 /// millions of nodes never stalls requests for long.
@@ -240,6 +246,7 @@ impl ZooKeeperServer {
             forwarded_out: Vec::new(),
             quorum_info: None,
             read_only_sessions: Vec::new(),
+            session_owner: HashMap::new(),
         };
         server.roll_snapshot_threshold();
         server
@@ -453,6 +460,9 @@ impl ZooKeeperServer {
             self.forward(id, 0, op::CREATE_SESSION, body, Vec::new(), origin)
         } else {
             let (type_, body) = Prep::create_session(timeout_ms);
+            if self.mode == Mode::Leader {
+                self.session_owner.insert(id, LOCAL_OWNER);
+            }
             Ticket::Zxid(self.submit(now_ms, id, 0, type_, body, origin))
         };
         if let Some(c) = self.cnxns.get_mut(&cnxn) {
@@ -487,6 +497,9 @@ impl ZooKeeperServer {
             return;
         }
         let valid = password_ok && self.sessions.touch(id, timeout_ms, now_ms);
+        if valid && self.mode == Mode::Leader {
+            self.session_owner.insert(id, LOCAL_OWNER);
+        }
         if !valid {
             info!("Invalid session 0x{id:x} for client, probably expired");
             let resp = ConnectResponse {
@@ -713,7 +726,11 @@ impl ZooKeeperServer {
             }
             return;
         }
-        let (type_, body) = self.prep(now_ms, session, &auth).prepare(&req);
+        let (type_, body) = if self.owned_elsewhere(session, LOCAL_OWNER) {
+            error_txn(Code::SessionMoved)
+        } else {
+            self.prep(now_ms, session, &auth).prepare(&req)
+        };
         if matches!(req, Request::CloseSession) {
             self.sessions.set_closing(session);
         }
@@ -942,6 +959,7 @@ impl ZooKeeperServer {
     /// A session is gone: forget it; an expired session's connection is closed.
     fn session_closed(&mut self, session: SessionId, origin: &Origin, out: &mut Vec<Output>) {
         self.sessions.remove(session);
+        self.session_owner.remove(&session);
         if let Some(cnxn) = self.session_cnxn.remove(&session) {
             if matches!(origin, Origin::Server) {
                 out.push(Output::Close { cnxn });
@@ -1059,6 +1077,8 @@ impl ZooKeeperServer {
             }
         }
         self.mode = mode;
+        // A new leader learns owners again as requests and revalidations arrive.
+        self.session_owner.clear();
         if mode == Mode::Leader {
             let sessions: Vec<(SessionId, i32)> =
                 self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
@@ -1142,6 +1162,7 @@ impl ZooKeeperServer {
     pub fn submit_forwarded(
         &mut self,
         now_ms: i64,
+        owner: i64,
         session: SessionId,
         cxid: i32,
         type_: i32,
@@ -1155,6 +1176,7 @@ impl ZooKeeperServer {
                 Ok(b) => {
                     let timeout_ms = i32::from_be_bytes(b);
                     self.sessions.track(session, timeout_ms, now_ms);
+                    self.session_owner.insert(session, owner);
                     Prep::create_session(timeout_ms)
                 }
                 Err(_) => error_txn(Code::MarshallingError),
@@ -1164,6 +1186,8 @@ impl ZooKeeperServer {
                     let timeout_ms = self.sessions.get(session).map(|s| s.timeout_ms);
                     if !timeout_ms.is_some_and(|t| self.sessions.touch(session, t, now_ms)) {
                         error_txn(Code::SessionExpired)
+                    } else if self.owned_elsewhere(session, owner) {
+                        error_txn(Code::SessionMoved)
                     } else {
                         if matches!(req, Request::CloseSession) {
                             self.sessions.set_closing(session);
@@ -1241,8 +1265,39 @@ impl ZooKeeperServer {
         }
     }
 
-    /// A leader: a learner's PING reported these sessions alive; or a REVALIDATE. Returns
-    /// whether the session is alive.
+    /// A leader: a learner's REVALIDATE; the session now belongs to `owner`'s client.
+    pub fn revalidate(
+        &mut self,
+        session: SessionId,
+        timeout_ms: i32,
+        owner: i64,
+        now_ms: i64,
+    ) -> bool {
+        let valid = self.sessions.touch(session, timeout_ms, now_ms);
+        if valid {
+            // Requests still coming through the old server now get SessionMoved.
+            self.session_owner.insert(session, owner);
+        }
+        valid
+    }
+
+    /// True when the session's client is connected to a server other than `owner` (ZooKeeper's
+    /// SessionMovedException). A session no server claimed yet (a new leader) becomes `owner`'s.
+    fn owned_elsewhere(&mut self, session: SessionId, owner: i64) -> bool {
+        if self.mode != Mode::Leader {
+            return false;
+        }
+        match self.session_owner.get(&session) {
+            Some(&o) => o != owner,
+            None => {
+                self.session_owner.insert(session, owner);
+                false
+            }
+        }
+    }
+
+    /// A leader: a learner's PING reported these sessions alive. Returns whether the session
+    /// is alive.
     pub fn touch_session(&mut self, session: SessionId, timeout_ms: i32, now_ms: i64) -> bool {
         self.sessions.touch(session, timeout_ms, now_ms)
     }

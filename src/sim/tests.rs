@@ -537,3 +537,57 @@ fn without_a_quorum_writes_stop_but_read_only_clients_read() {
         crate::jute::proto::Code::NotReadOnly.as_i32()
     );
 }
+
+#[test]
+fn requests_from_an_abandoned_connection_get_session_moved() {
+    init_log();
+    let mut sim = Sim::new(61, 3, 0);
+    assert!(sim.run_until_serving(20_000));
+    let leader = assert_one_leader(&sim);
+    let a = (leader + 1) % 3;
+    let b = (leader + 2) % 3;
+    let mut old = Client::connect(&mut sim, a, 1);
+    assert_eq!(old.create(&mut sim, "/first"), 0);
+    // The client moves to b while its connection to a still looks alive to a.
+    let cnxn = sim_cnxn(b, 7);
+    let peer: SocketAddr = "127.0.0.1:5003".parse().unwrap();
+    sim.client(b, Input::Accepted { cnxn, peer });
+    let req = ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: 0,
+        time_out: 30_000,
+        session_id: old.session,
+        passwd: Bytes::copy_from_slice(&crate::session::session_password(old.session)),
+        read_only: Some(false),
+    };
+    sim.client(b, Input::Connect { cnxn, req });
+    let moved = wait_for(&mut sim, b, 2_000, |o| match o {
+        Output::Connected {
+            cnxn: x,
+            close: false,
+            ..
+        } if *x == cnxn => Some(()),
+        _ => None,
+    });
+    assert!(moved.is_some());
+    let mut new = Client {
+        node: b,
+        cnxn,
+        session: old.session,
+        xid: 100,
+    };
+    assert_eq!(
+        old.create(&mut sim, "/from-old"),
+        crate::jute::proto::Code::SessionMoved.as_i32()
+    );
+    assert_eq!(new.create(&mut sim, "/from-new"), 0);
+    sim.run_for(200);
+    assert!(converged(&sim, "/from-new"));
+    assert!(sim.nodes[b]
+        .peer
+        .as_ref()
+        .unwrap()
+        .tree()
+        .node("/from-old")
+        .is_none());
+}
