@@ -85,7 +85,6 @@ fn vector_claiming_all_that_remains(count: usize) -> Vec<u8> {
 /// default jute.maxbuffer), 58 MB per request. The jute module promises that "a 4-byte frame
 /// can never make the server allocate more than 4 bytes".
 #[test]
-#[ignore = "open finding F1, see fuzz/README.md: remove when fixed"]
 fn f1_a_request_frame_never_allocates_a_multiple_of_its_size() {
     // setACL: path "/a", then an ACL vector whose count is every byte that follows.
     let mut body = 2i32.to_be_bytes().to_vec();
@@ -102,7 +101,6 @@ fn f1_a_request_frame_never_allocates_a_multiple_of_its_size() {
 
 /// F1 in the transaction log: a closeSession record's path vector (24 bytes per `String`).
 #[test]
-#[ignore = "open finding F1, see fuzz/README.md: remove when fixed"]
 fn f1_a_log_record_never_allocates_a_multiple_of_its_size() {
     // TxnHeader (client id, cxid, zxid, time, type closeSession) + CloseSessionTxn.
     let mut record = Vec::new();
