@@ -208,7 +208,6 @@ fn big_node_survives_a_restart(tag: &str, size: usize, snap_count: u64, writes_a
 /// record ... ValidRecordFollows"). ZooKeeper reads with jute.maxbuffer +
 /// zookeeper.jute.maxbuffer.extrasize.
 #[test]
-#[ignore = "open finding F3, see fuzz/README.md: remove when fixed"]
 fn f3_a_node_above_2_mib_survives_a_restart_when_writes_follow_it() {
     big_node_survives_a_restart("follow", 3 << 20, 100_000, 4);
 }
@@ -216,7 +215,6 @@ fn f3_a_node_above_2_mib_survives_a_restart_when_writes_follow_it() {
 /// F3, worse: when the big record is the last one, the restart takes it for a torn tail and
 /// cuts it off (`cut_torn_tail`, with a warning): an acknowledged write is lost.
 #[test]
-#[ignore = "open finding F3, see fuzz/README.md: remove when fixed"]
 fn f3_a_node_above_2_mib_survives_a_restart_when_it_is_the_last_write() {
     big_node_survives_a_restart("last", 3 << 20, 100_000, 0);
 }
@@ -224,7 +222,6 @@ fn f3_a_node_above_2_mib_survives_a_restart_when_it_is_the_last_write() {
 /// F3 through a snapshot: the snapshot holding the big node fails to load ("unreasonable
 /// length"), zabd falls back to the older snapshot and then meets the big log record.
 #[test]
-#[ignore = "open finding F3, see fuzz/README.md: remove when fixed"]
 fn f3_a_node_above_2_mib_survives_a_restart_through_a_snapshot() {
     big_node_survives_a_restart("snapshot", 3 << 20, 2, 4);
 }
