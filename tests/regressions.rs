@@ -331,7 +331,6 @@ fn consistent(tree: &zabd::tree::DataTree) -> Result<(), String> {
 /// and node map disagree, instead of being refused as "Invalid Datatree". Found by the
 /// snapshot fuzz target.
 #[test]
-#[ignore = "open finding H1, see fuzz/README.md: remove when fixed"]
 fn h1_a_snapshot_with_a_repeated_path_is_refused_or_loads_consistently() {
     if let Ok(tree) = restore_snapshot_of("dup", &["/a", "/a/b", "/a"]) {
         consistent(&tree).unwrap();
@@ -339,7 +338,6 @@ fn h1_a_snapshot_with_a_repeated_path_is_refused_or_loads_consistently() {
 }
 
 #[test]
-#[ignore = "open finding H1, see fuzz/README.md: remove when fixed"]
 fn h1_a_snapshot_with_an_empty_path_component_is_refused_or_loads_consistently() {
     if let Ok(tree) = restore_snapshot_of("empty", &["//a"]) {
         consistent(&tree).unwrap();
@@ -357,7 +355,6 @@ fn h1_a_snapshot_with_an_empty_path_component_is_refused_or_loads_consistently()
 /// vote of the current round as stale. ZooKeeper's AtomicLong wraps the same way. Found by the
 /// election fuzz target.
 #[test]
-#[ignore = "open finding H2, see fuzz/README.md: remove when fixed"]
 fn h2_a_peers_huge_round_neither_panics_nor_sends_the_round_back() {
     use zabd::jute::quorum::{server_state, Notification};
     use zabd::quorum::election::{ElectionTimers, FastLeaderElection};
