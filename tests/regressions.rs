@@ -1,7 +1,8 @@
 //! Reproducers of the defects found by fuzzing and by the limits review (issue 4). Each test
-//! states what ZooKeeper (or zabd's own documented invariant) requires. Those of open findings
-//! are `#[ignore]`d and fail when run (`cargo test --test regressions -- --ignored`); the mark
-//! goes with the fix. fuzz/README.md ("Findings") describes each one.
+//! states what ZooKeeper (or zabd's own documented invariant) requires. Every finding is fixed
+//! (F1, F2, F3, F4, H1, H2) and its reproducers run with the rest of `cargo test` as regression
+//! tests; a reproducer of a finding still open would be `#[ignore]`d until its fix.
+//! fuzz/README.md ("Findings") describes each one and the commit that fixed it.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -84,8 +85,9 @@ fn vector_claiming_all_that_remains(count: usize) -> Vec<u8> {
 /// makes the server allocate 5.6 MB before it finds the frame truncated; a 1 MiB frame (the
 /// default jute.maxbuffer), 58 MB per request. The jute module promises that "a 4-byte frame
 /// can never make the server allocate more than 4 bytes".
+/// Fixed by 6d96ffe: a count the remaining bytes cannot hold at the element type's smallest
+/// encoding fails before anything is reserved.
 #[test]
-#[ignore = "open finding F1, see fuzz/README.md: remove when fixed"]
 fn f1_a_request_frame_never_allocates_a_multiple_of_its_size() {
     // setACL: path "/a", then an ACL vector whose count is every byte that follows.
     let mut body = 2i32.to_be_bytes().to_vec();
@@ -101,8 +103,8 @@ fn f1_a_request_frame_never_allocates_a_multiple_of_its_size() {
 }
 
 /// F1 in the transaction log: a closeSession record's path vector (24 bytes per `String`).
+/// Fixed by 6d96ffe.
 #[test]
-#[ignore = "open finding F1, see fuzz/README.md: remove when fixed"]
 fn f1_a_log_record_never_allocates_a_multiple_of_its_size() {
     // TxnHeader (client id, cxid, zxid, time, type closeSession) + CloseSessionTxn.
     let mut record = Vec::new();
@@ -209,24 +211,25 @@ fn big_node_survives_a_restart(tag: &str, size: usize, snap_count: u64, writes_a
 /// (`RecordProblem::BadLength`). When a valid record follows, the restart stops ("corrupt
 /// record ... ValidRecordFollows"). ZooKeeper reads with jute.maxbuffer +
 /// zookeeper.jute.maxbuffer.extrasize.
+/// Fixed by 47390f6: the data directory is read with the configured jute.maxbuffer plus its
+/// extra size, and a whole record above that limit stops the restart, never cut off.
 #[test]
-#[ignore = "open finding F3, see fuzz/README.md: remove when fixed"]
 fn f3_a_node_above_2_mib_survives_a_restart_when_writes_follow_it() {
     big_node_survives_a_restart("follow", 3 << 20, 100_000, 4);
 }
 
 /// F3, worse: when the big record is the last one, the restart takes it for a torn tail and
 /// cuts it off (`cut_torn_tail`, with a warning): an acknowledged write is lost.
+/// Fixed by 47390f6.
 #[test]
-#[ignore = "open finding F3, see fuzz/README.md: remove when fixed"]
 fn f3_a_node_above_2_mib_survives_a_restart_when_it_is_the_last_write() {
     big_node_survives_a_restart("last", 3 << 20, 100_000, 0);
 }
 
 /// F3 through a snapshot: the snapshot holding the big node fails to load ("unreasonable
 /// length"), zabd falls back to the older snapshot and then meets the big log record.
+/// Fixed by 47390f6.
 #[test]
-#[ignore = "open finding F3, see fuzz/README.md: remove when fixed"]
 fn f3_a_node_above_2_mib_survives_a_restart_through_a_snapshot() {
     big_node_survives_a_restart("snapshot", 3 << 20, 2, 4);
 }
@@ -335,16 +338,16 @@ fn consistent(tree: &zabd::tree::DataTree) -> Result<(), String> {
 /// either, but a snapshot whose checksum verifies is then loaded into a tree whose child lists
 /// and node map disagree, instead of being refused as "Invalid Datatree". Found by the
 /// snapshot fuzz target.
+/// Fixed by 27e5326: the loader refuses such a snapshot ("Invalid Datatree").
 #[test]
-#[ignore = "open finding H1, see fuzz/README.md: remove when fixed"]
 fn h1_a_snapshot_with_a_repeated_path_is_refused_or_loads_consistently() {
     if let Ok(tree) = restore_snapshot_of("dup", &["/a", "/a/b", "/a"]) {
         consistent(&tree).unwrap();
     }
 }
 
+/// H1, the other form. Fixed by 27e5326.
 #[test]
-#[ignore = "open finding H1, see fuzz/README.md: remove when fixed"]
 fn h1_a_snapshot_with_an_empty_path_component_is_refused_or_loads_consistently() {
     if let Ok(tree) = restore_snapshot_of("empty", &["//a"]) {
         consistent(&tree).unwrap();
@@ -361,8 +364,8 @@ fn h1_a_snapshot_with_an_empty_path_component_is_refused_or_loads_consistently()
 /// die), and a round wrapped to i64::MIN in release builds, so the server then ignores every
 /// vote of the current round as stale. ZooKeeper's AtomicLong wraps the same way. Found by the
 /// election fuzz target.
+/// Fixed by 8bd1c11: the next round saturates at i64::MAX.
 #[test]
-#[ignore = "open finding H2, see fuzz/README.md: remove when fixed"]
 fn h2_a_peers_huge_round_neither_panics_nor_sends_the_round_back() {
     use zabd::jute::quorum::{server_state, Notification};
     use zabd::quorum::election::{ElectionTimers, FastLeaderElection};

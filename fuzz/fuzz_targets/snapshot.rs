@@ -57,18 +57,13 @@ fuzz_target!(|data: &[u8]| {
     let again = read_snapshot(&written[..]).expect("a re-encoded snapshot reads back");
     assert_eq!(again, contents);
 
-    // Known finding H1 (fuzz/README.md): TreeLoader trusts the paths. A path given twice
-    // orphans the first copy's children; a path with an empty component ("//a") is linked to
-    // its parent under a name that does not lead back to it. Skip such snapshots so that the
-    // run can find other faults.
+    // Finding H1 (fixed): a path given twice, or with an empty component, must be refused
+    // by the loader rather than load into a tree whose child lists and node map disagree.
     let mut seen = std::collections::HashSet::new();
-    if !contents
+    let well_formed = contents
         .nodes
         .iter()
-        .all(|n| seen.insert(n.path.as_str()) && !n.path.contains("//"))
-    {
-        return;
-    }
+        .all(|n| seen.insert(n.path.as_str()) && !n.path.contains("//"));
     let mut loader = TreeLoader::new(flags & 2 != 0);
     for (r, acl) in &contents.acls {
         loader.acl(*r, acl.clone());
@@ -79,6 +74,10 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     }
+    assert!(
+        well_formed,
+        "the loader accepted a repeated path or an empty path component"
+    );
     let zxid = contents.last_processed_zxid.unwrap_or(0);
     if let Ok(tree) = loader.finish(zxid) {
         invariants::check_tree(&tree, false);

@@ -30,6 +30,12 @@ pub enum DecodeError {
     NegativeLength(i32),
     /// A length or count larger than what remains in the frame.
     LengthTooLarge { length: i32, remaining: usize },
+    /// A vector count whose elements, at their smallest encoding, cannot fit in what remains.
+    CountTooLarge {
+        count: usize,
+        element_bytes_min: usize,
+        remaining: usize,
+    },
     /// A boolean byte other than 0 or 1.
     BadBoolean(u8),
     /// An opcode this server does not know.
@@ -56,6 +62,15 @@ impl fmt::Display for DecodeError {
                     "length {length} exceeds the {remaining} bytes that remain"
                 )
             }
+            DecodeError::CountTooLarge {
+                count,
+                element_bytes_min,
+                remaining,
+            } => write!(
+                f,
+                "{count} elements of at least {element_bytes_min} bytes exceed the \
+                 {remaining} bytes that remain"
+            ),
             DecodeError::BadBoolean(b) => write!(f, "boolean byte {b:#x} is neither 0 nor 1"),
             DecodeError::UnknownOpcode(op) => write!(f, "unknown opcode {op}"),
             DecodeError::BadValue(what) => write!(f, "bad value: {what}"),
@@ -166,11 +181,16 @@ impl<'a> Reader<'a> {
 
 /// A type with a jute encoding: primitives, buffers, strings, vectors and records.
 pub trait Jute: Sized {
+    /// The fewest bytes any value of this type takes on the wire. Vector decoding uses it to
+    /// refuse a count the input cannot hold before reserving memory for it. Never above the
+    /// true minimum (that would reject valid input); 1 is always safe.
+    const MIN_ENCODED_BYTES: usize = 1;
     fn put<B: BufMut>(&self, out: &mut B);
     fn get(r: &mut Reader<'_>) -> Result<Self, DecodeError>;
 }
 
 impl Jute for i32 {
+    const MIN_ENCODED_BYTES: usize = 4;
     fn put<B: BufMut>(&self, out: &mut B) {
         out.put_i32(*self);
     }
@@ -180,6 +200,7 @@ impl Jute for i32 {
 }
 
 impl Jute for i64 {
+    const MIN_ENCODED_BYTES: usize = 8;
     fn put<B: BufMut>(&self, out: &mut B) {
         out.put_i64(*self);
     }
@@ -189,6 +210,7 @@ impl Jute for i64 {
 }
 
 impl Jute for bool {
+    const MIN_ENCODED_BYTES: usize = 1;
     fn put<B: BufMut>(&self, out: &mut B) {
         out.put_u8(u8::from(*self));
     }
@@ -200,6 +222,7 @@ impl Jute for bool {
 /// A `ustring` whose null is read as the empty string (paths, schemes: ZooKeeper rejects a null
 /// there anyway, and an empty path fails validation the same way).
 impl Jute for String {
+    const MIN_ENCODED_BYTES: usize = 4;
     fn put<B: BufMut>(&self, out: &mut B) {
         put_bytes(out, self.as_bytes());
     }
@@ -210,6 +233,7 @@ impl Jute for String {
 
 /// A `buffer` whose null is read as empty.
 impl Jute for Bytes {
+    const MIN_ENCODED_BYTES: usize = 4;
     fn put<B: BufMut>(&self, out: &mut B) {
         put_bytes(out, self);
     }
@@ -223,6 +247,7 @@ impl Jute for Bytes {
 /// A `buffer` where null and empty differ: znode data. The Java client sends null for
 /// `create(path, null, ...)` and zkCli prints `null` when it reads it back.
 impl Jute for Option<Bytes> {
+    const MIN_ENCODED_BYTES: usize = 4;
     fn put<B: BufMut>(&self, out: &mut B) {
         match self {
             None => out.put_i32(-1),
@@ -236,6 +261,7 @@ impl Jute for Option<Bytes> {
 
 /// A `vector`; null is read as empty.
 impl<T: Jute> Jute for Vec<T> {
+    const MIN_ENCODED_BYTES: usize = 4;
     fn put<B: BufMut>(&self, out: &mut B) {
         out.put_i32(len_i32(self.len()));
         for item in self {
@@ -244,7 +270,17 @@ impl<T: Jute> Jute for Vec<T> {
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let count = r.read_len()?.unwrap_or(0);
-        // read_len bounded count by the remaining bytes, so this allocation is bounded too.
+        // A count the remaining bytes cannot hold fails before anything is reserved; what is
+        // reserved is then at most size_of::<T>() / MIN_ENCODED_BYTES times the input (6x at
+        // worst, for String; see `widest_reservation_per_input_byte` in the tests).
+        let element_bytes_min = T::MIN_ENCODED_BYTES.max(1);
+        if count > r.remaining() / element_bytes_min {
+            return Err(DecodeError::CountTooLarge {
+                count,
+                element_bytes_min,
+                remaining: r.remaining(),
+            });
+        }
         let mut items = Vec::with_capacity(count);
         for _ in 0..count {
             items.push(T::get(r)?);
@@ -288,6 +324,8 @@ macro_rules! jute_record {
         }
 
         impl $crate::jute::Jute for $name {
+            const MIN_ENCODED_BYTES: usize =
+                0 $(+ <$ty as $crate::jute::Jute>::MIN_ENCODED_BYTES)*;
             fn put<B: ::bytes::BufMut>(&self, _out: &mut B) {
                 $(self.$field.put(_out);)*
             }
@@ -309,8 +347,53 @@ mod tests {
         let bytes = i32::MAX.to_be_bytes();
         let err = decode_exact::<Vec<String>>(&bytes).unwrap_err();
         assert!(matches!(err, DecodeError::LengthTooLarge { .. }), "{err}");
+        // 100 elements claimed in 100 bytes: each `String` needs at least its 4-byte length.
+        let mut bytes = 100i32.to_be_bytes().to_vec();
+        bytes.resize(104, 0);
+        let err = decode_exact::<Vec<String>>(&bytes).unwrap_err();
+        assert_eq!(
+            err,
+            DecodeError::CountTooLarge {
+                count: 100,
+                element_bytes_min: 4,
+                remaining: 100
+            }
+        );
+        // 25 of them fit exactly.
+        let mut bytes = 25i32.to_be_bytes().to_vec();
+        bytes.resize(104, 0);
+        assert_eq!(decode_exact::<Vec<String>>(&bytes).unwrap().len(), 25);
         let err = decode_exact::<String>(&(-2i32).to_be_bytes()).unwrap_err();
         assert_eq!(err, DecodeError::NegativeLength(-2));
+    }
+
+    /// The smallest encodings the records declare are their true smallest encodings, and no
+    /// vector element type takes more than 6 bytes of memory per byte it needs on the wire, so
+    /// a vector reserves at most 6 times its input.
+    #[test]
+    fn widest_reservation_per_input_byte() {
+        use crate::jute::data::{Acl, ClientInfo, Id};
+        use crate::jute::txn::Txn;
+        fn check<T: Jute + Default>(name: &str) -> usize {
+            assert_eq!(
+                encode_to_vec(&T::default()).len(),
+                T::MIN_ENCODED_BYTES,
+                "{name}: the default value is the smallest encoding"
+            );
+            std::mem::size_of::<T>() / T::MIN_ENCODED_BYTES
+        }
+        let widest = [
+            check::<Acl>("Acl"),
+            check::<Id>("Id"),
+            check::<ClientInfo>("ClientInfo"),
+            check::<Txn>("Txn"),
+            check::<String>("String"),
+            check::<i64>("i64"),
+        ]
+        .into_iter()
+        .max()
+        .unwrap();
+        assert!(widest <= 6, "{widest} bytes of memory per input byte");
     }
 
     #[test]

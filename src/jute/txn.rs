@@ -192,7 +192,9 @@ impl TxnBody {
             op::CHECK => TxnBody::Check(Jute::get(r)?),
             op::MULTI => {
                 let txns: Vec<Txn> = Jute::get(r)?;
-                let mut subs = Vec::with_capacity(txns.len());
+                // Grows with the subs that decode: a TxnBody is far wider in memory than a
+                // `Txn` on the wire, so reserving txns.len() up front would amplify the input.
+                let mut subs = Vec::new();
                 for t in &txns {
                     if t.type_ == op::MULTI {
                         return Err(DecodeError::BadValue("multi nested in multi"));

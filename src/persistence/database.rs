@@ -6,7 +6,7 @@ use super::snapshot::{
     load_newest_valid_snapshot, SnapshotError, SnapshotFileWriter, SnapshotReader, SnapshotTrailer,
 };
 use super::txn_log::{cut_torn_tail, LogReadError, TxnLogOptions, TxnLogReader, TxnLogWriter};
-use super::{ensure_data_dir_version2, SnapDigest};
+use super::{ensure_data_dir_version2, max_buffer_bytes_on_disk, SnapDigest};
 use crate::config::Config;
 use crate::jute::txn::TxnBody;
 use crate::tree::{DataNode, DataTree, TreeLoader};
@@ -53,6 +53,9 @@ impl std::error::Error for RestoreError {}
 pub struct FileTxnSnapLog {
     pub snap_dir: PathBuf,
     pub log_dir: PathBuf,
+    /// The longest record or buffer read back ([`max_buffer_bytes_on_disk`] of the configured
+    /// jute.maxbuffer): longer ones are damage, as in ZooKeeper.
+    pub max_buffer_bytes: usize,
 }
 
 impl FileTxnSnapLog {
@@ -63,16 +66,21 @@ impl FileTxnSnapLog {
             Some(dir) => ensure(dir)?,
             None => snap_dir.clone(),
         };
-        Ok(FileTxnSnapLog { snap_dir, log_dir })
+        Ok(FileTxnSnapLog {
+            snap_dir,
+            log_dir,
+            max_buffer_bytes: max_buffer_bytes_on_disk(config.jute_max_buffer_bytes),
+        })
     }
 
     /// Loads the newest valid snapshot and replays the log after it. A fresh directory gets a
     /// `snapshot.0`, as ZooKeeper writes one: ZooKeeper refuses logs without a snapshot.
     pub fn restore(&self, extended_types: bool) -> Result<Restored, RestoreError> {
-        let loaded = load_newest_valid_snapshot(&self.snap_dir, |_, reader| {
-            load_tree(reader, extended_types)
-        })
-        .map_err(RestoreError::Snapshot)?;
+        let loaded =
+            load_newest_valid_snapshot(&self.snap_dir, self.max_buffer_bytes, |_, reader| {
+                load_tree(reader, extended_types)
+            })
+            .map_err(RestoreError::Snapshot)?;
         let (mut tree, sessions, snapshot_zxid) = match loaded {
             Some(l) => {
                 log::info!("loaded snapshot {}", l.path.display());
@@ -119,8 +127,9 @@ impl FileTxnSnapLog {
         sessions: &mut BTreeMap<i64, i32>,
         from_zxid: i64,
     ) -> Result<usize, RestoreError> {
-        let mut reader = TxnLogReader::open(&self.log_dir, from_zxid + 1)
-            .map_err(|e| RestoreError::Io(self.log_dir.clone(), e))?;
+        let mut reader =
+            TxnLogReader::open_with_limit(&self.log_dir, from_zxid + 1, self.max_buffer_bytes)
+                .map_err(|e| RestoreError::Io(self.log_dir.clone(), e))?;
         let mut count = 0;
         let mut last = from_zxid;
         while let Some(txn) = reader.next_txn().map_err(RestoreError::Log)? {
@@ -574,6 +583,75 @@ mod tests {
             got.len()
         );
         assert_eq!(restored.tree.digest(), tree.digest());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// F3: a data directory is read with the configured jute.maxbuffer (plus its extra size),
+    /// so a server with a large jute.maxbuffer loads its own large records; with a smaller
+    /// one such a record stops the restore, naming the setting, and is never cut off as a
+    /// torn tail, even when it is the last record.
+    #[test]
+    fn records_are_read_with_the_configured_jute_maxbuffer() {
+        let dir = temp_dir("maxbuffer");
+        let big = Config {
+            data_dir: dir.clone(),
+            jute_max_buffer_bytes: 4 << 20,
+            pre_alloc_size_bytes: 4096,
+            ..Config::default()
+        };
+        let db = FileTxnSnapLog::open(&big).unwrap();
+        assert_eq!(db.max_buffer_bytes, 8 << 20);
+        db.restore(false).unwrap();
+        let mut body = create("/big");
+        if let TxnBody::Create(_, c) = &mut body {
+            c.data = Some(Bytes::from(vec![b'x'; 3 << 20]));
+        }
+        let header = TxnHeader {
+            client_id: 1,
+            cxid: 0,
+            zxid: 1,
+            time: 0,
+            type_: body.type_code(),
+        };
+        let mut writer = db.log_writer(&big).unwrap();
+        writer
+            .append(&[TxnEntry {
+                header,
+                body,
+                digest: None,
+            }])
+            .unwrap();
+        writer.sync().unwrap();
+        drop(writer);
+        let log = db.log_dir.join(super::super::log_file_name(1));
+        let len_before = std::fs::metadata(&log).unwrap().len();
+
+        let small = Config {
+            jute_max_buffer_bytes: 0xfffff,
+            ..big.clone()
+        };
+        let err = FileTxnSnapLog::open(&small)
+            .unwrap()
+            .restore(false)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                RestoreError::Log(LogReadError::TooLarge { offset: 16, .. })
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("jute.maxbuffer"), "{err}");
+        assert_eq!(
+            std::fs::metadata(&log).unwrap().len(),
+            len_before,
+            "nothing was cut"
+        );
+
+        let restored = db.restore(false).unwrap();
+        let node = restored.tree.node("/big").expect("the big node is back");
+        assert_eq!(node.data.as_ref().map(|d| d.len()), Some(3 << 20));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

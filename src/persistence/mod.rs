@@ -45,8 +45,17 @@ pub const TXNLOG_DBID: i64 = 0;
 pub const SNAP_DBID: i64 = -1;
 /// `jute.maxbuffer` (0xfffff) plus `zookeeper.jute.maxbuffer.extrasize` (defaults to
 /// jute.maxbuffer): the largest buffer ZooKeeper's BinaryInputArchive accepts by default, so the
-/// default cap on any length read from disk.
+/// default cap on any length read from disk. A server reads its own files with
+/// [`max_buffer_bytes_on_disk`] of its configured jute.maxbuffer instead.
 pub const DEFAULT_MAX_BUFFER_BYTES: usize = 2 * 0xfffff;
+
+/// The largest length ZooKeeper's BinaryInputArchive reads under `jute.maxbuffer`:
+/// jute.maxbuffer plus `zookeeper.jute.maxbuffer.extrasize`, which defaults to jute.maxbuffer
+/// and is never below 1024. Every record a server with that setting writes fits (a client
+/// frame is at most jute.maxbuffer), so its log and snapshots read back whole.
+pub fn max_buffer_bytes_on_disk(jute_max_buffer_bytes: usize) -> usize {
+    jute_max_buffer_bytes.saturating_add(jute_max_buffer_bytes.max(1024))
+}
 
 pub const LOG_FILE_PREFIX: &str = "log";
 pub const SNAPSHOT_FILE_PREFIX: &str = "snapshot";
@@ -298,7 +307,10 @@ mod zk38_fixtures {
             matches!(body(0x14), TxnBody::Multi(subs) if matches!(&subs[1], TxnBody::Error(e) if e.err == -101))
         );
         assert!(matches!(body(0x15), TxnBody::Create(op::CREATE2, _)));
-        assert_eq!(last_logged_zxid(&fixture("version-2")).unwrap(), Some(0x17));
+        assert_eq!(
+            last_logged_zxid(&fixture("version-2"), DEFAULT_MAX_BUFFER_BYTES).unwrap(),
+            Some(0x17)
+        );
     }
 
     #[test]
@@ -385,7 +397,7 @@ mod zk38_fixtures {
             .map(|(z, _)| *z)
             .collect();
         assert_eq!(found, vec![0x17, 0]);
-        let loaded = load_newest_valid_snapshot(&dir, |_, r| {
+        let loaded = load_newest_valid_snapshot(&dir, DEFAULT_MAX_BUFFER_BYTES, |_, r| {
             let mut n = 0;
             while r.next_node()?.is_some() {
                 n += 1;

@@ -866,9 +866,11 @@ pub struct LoadedSnapshot<T> {
 /// reader (the tree, the sessions); it runs again, from scratch, for each snapshot tried, and
 /// its result counts only if the checksum then verifies. `Ok(None)` when there is no snapshot.
 /// A compressed snapshot is an error rather than a reason to fall back: falling back would
-/// silently load older data.
+/// silently load older data. Lengths above `max_buffer_bytes` are damage (see
+/// [`SnapshotReader::with_limit`]).
 pub fn load_newest_valid_snapshot<T, F>(
     dir: &Path,
+    max_buffer_bytes: usize,
     mut load: F,
 ) -> Result<Option<LoadedSnapshot<T>>, SnapshotError>
 where
@@ -878,7 +880,8 @@ where
     let tried = candidates.len().min(MAX_SNAPSHOTS_TRIED);
     for (zxid, path) in candidates.into_iter().take(MAX_SNAPSHOTS_TRIED) {
         check_uncompressed(&path)?;
-        let attempt = SnapshotReader::new(File::open(&path)?).and_then(|mut reader| {
+        let file = File::open(&path)?;
+        let attempt = SnapshotReader::with_limit(file, max_buffer_bytes).and_then(|mut reader| {
             let value = load(zxid, &mut reader)?;
             Ok((value, reader.finish()?))
         });
@@ -1122,9 +1125,11 @@ mod tests {
     #[test]
     fn files_fall_back_to_older_valid_snapshots() {
         let dir = TempDir::new("snapfiles");
-        assert!(load_newest_valid_snapshot(dir.path(), |_, _| Ok(()))
-            .unwrap()
-            .is_none());
+        assert!(
+            load_newest_valid_snapshot(dir.path(), DEFAULT_MAX_BUFFER_BYTES, |_, _| Ok(()))
+                .unwrap()
+                .is_none()
+        );
         let old = SnapshotContents {
             last_processed_zxid: Some(0x10),
             ..sample()
@@ -1148,7 +1153,7 @@ mod tests {
             }
             Ok(n)
         };
-        let loaded = load_newest_valid_snapshot(dir.path(), load)
+        let loaded = load_newest_valid_snapshot(dir.path(), DEFAULT_MAX_BUFFER_BYTES, load)
             .unwrap()
             .unwrap();
         assert_eq!((loaded.zxid, loaded.value), (0x20, 5));
@@ -1156,7 +1161,7 @@ mod tests {
         let mut bytes = std::fs::read(&new_path).unwrap();
         bytes[40] ^= 0x20;
         std::fs::write(&new_path, &bytes).unwrap();
-        let loaded = load_newest_valid_snapshot(dir.path(), load)
+        let loaded = load_newest_valid_snapshot(dir.path(), DEFAULT_MAX_BUFFER_BYTES, load)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -1165,7 +1170,8 @@ mod tests {
         );
         // Compressed snapshots are refused, not skipped.
         std::fs::write(dir.path().join("snapshot.50.gz"), [0x1f, 0x8b, 8, 0]).unwrap();
-        let err = load_newest_valid_snapshot(dir.path(), load).unwrap_err();
+        let err =
+            load_newest_valid_snapshot(dir.path(), DEFAULT_MAX_BUFFER_BYTES, load).unwrap_err();
         assert!(matches!(err, SnapshotError::Unsupported(_)), "{err}");
         assert!(read_snapshot_file(&dir.path().join("snapshot.50.gz")).is_err());
     }

@@ -186,6 +186,14 @@ pub enum LogReadError {
         problem: RecordProblem,
         evidence: CorruptionEvidence,
     },
+    /// A whole record (checksum and end byte verify) longer than the configured limit
+    /// (jute.maxbuffer + extrasize): written under a larger jute.maxbuffer. Never cut off.
+    TooLarge {
+        file: PathBuf,
+        offset: u64,
+        length: usize,
+        max_record_bytes: usize,
+    },
     /// A record whose checksum verifies but whose contents zabd cannot decode.
     Undecodable {
         file: PathBuf,
@@ -201,6 +209,13 @@ impl fmt::Display for LogReadError {
             LogReadError::Corrupt { file, offset, problem, evidence } => write!(
                 f,
                 "{}: corrupt record at byte offset {offset}: {problem} ({evidence:?})",
+                file.display()
+            ),
+            LogReadError::TooLarge { file, offset, length, max_record_bytes } => write!(
+                f,
+                "{}: the record at byte offset {offset} is {length} bytes long, more than the \
+                 {max_record_bytes} bytes jute.maxbuffer allows (jute.maxbuffer plus its extra \
+                 size); it was written with a larger jute.maxbuffer: start with that setting",
                 file.display()
             ),
             LogReadError::Undecodable { file, offset, error } => write!(
@@ -234,6 +249,11 @@ enum Step {
     Bad {
         offset: u64,
         problem: RecordProblem,
+    },
+    /// A whole record (its checksum and end byte verify) longer than the cap.
+    TooLarge {
+        offset: u64,
+        length: usize,
     },
     /// The checksum verifies but the bytes do not decode; `header` when at least that decodes.
     Undecodable {
@@ -287,6 +307,32 @@ impl<R: Read> RecordCursor<R> {
         Ok(true)
     }
 
+    /// After the prefix of a record longer than the cap: whether a whole record with a matching
+    /// checksum and end byte follows (a record written under a larger jute.maxbuffer, not
+    /// damage). Streams through it without allocating its length; consumes it either way.
+    fn whole_record_follows(
+        &mut self,
+        len: usize,
+        stored: i64,
+        remaining: u64,
+    ) -> io::Result<bool> {
+        if (RECORD_PREFIX_BYTES + len + 1) as u64 > remaining {
+            return Ok(false);
+        }
+        let mut sum = super::adler32::Adler32::new();
+        let mut buf = vec![0u8; READ_BUFFER_BYTES];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(buf.len());
+            self.read_exact(&mut buf[..n])?;
+            sum.update(&buf[..n]);
+            left -= n;
+        }
+        let mut eor = [0u8; 1];
+        self.read_exact(&mut eor)?;
+        Ok(eor[0] == END_OF_RECORD && sum.value() == stored)
+    }
+
     fn read_header(&mut self) -> io::Result<Option<RecordProblem>> {
         assert_eq!(self.pos, 0);
         if self.len < FileHeader::LEN as u64 {
@@ -338,14 +384,19 @@ impl<R: Read> RecordCursor<R> {
         }
         let stored = i64::from_be_bytes(prefix[0..8].try_into().expect("8 bytes"));
         let length = i32::from_be_bytes(prefix[8..12].try_into().expect("4 bytes"));
+        let bad_length = Step::Bad {
+            offset,
+            problem: RecordProblem::BadLength(length),
+        };
         let len = match usize::try_from(length) {
             Ok(len) if len > 0 && len <= self.max_record_bytes => len,
-            _ => {
-                return Ok(Step::Bad {
+            Ok(len) if len > 0 && self.whole_record_follows(len, stored, remaining)? => {
+                return Ok(Step::TooLarge {
                     offset,
-                    problem: RecordProblem::BadLength(length),
+                    length: len,
                 })
             }
+            _ => return Ok(bad_length),
         };
         let needed = (RECORD_PREFIX_BYTES + len + 1) as u64;
         if needed > remaining {
@@ -659,6 +710,14 @@ impl TxnLogReader {
                         error,
                     });
                 }
+                Step::TooLarge { offset, length } => {
+                    return Err(LogReadError::TooLarge {
+                        file: log.path.clone(),
+                        offset,
+                        length,
+                        max_record_bytes: self.max_record_bytes,
+                    });
+                }
             }
         }
         Ok(None)
@@ -684,12 +743,12 @@ impl Iterator for TxnLogReader {
 
 /// The zxid of the newest transaction in the log, `None` when it holds none
 /// (`FileTxnLog.getLastLoggedZxid`, which reads only the newest files). A torn tail is ignored.
-pub fn last_logged_zxid(dir: &Path) -> Result<Option<i64>, LogReadError> {
+/// Records longer than `max_record_bytes` are damage (see [`TxnLogReader::open_with_limit`]).
+pub fn last_logged_zxid(dir: &Path, max_record_bytes: usize) -> Result<Option<i64>, LogReadError> {
     let files = list_log_files(dir).map_err(io_err(dir))?;
     // Newest file first; step back while a file holds no transaction (e.g. header only).
     for first in (0..files.len()).rev() {
-        let reader =
-            TxnLogReader::over_files(files[first..].to_vec(), i64::MIN, DEFAULT_MAX_BUFFER_BYTES);
+        let reader = TxnLogReader::over_files(files[first..].to_vec(), i64::MIN, max_record_bytes);
         let mut last = None;
         for txn in reader {
             last = Some(txn?.entry.header.zxid);
@@ -722,8 +781,8 @@ pub fn cut_torn_tail(path: &Path, offset: u64) -> io::Result<()> {
 /// Removes every transaction after `zxid` (`FileTxnLog.truncate`): deletes the log files that
 /// start after it, newest first so that a crash midway leaves a log without holes, then cuts the
 /// file holding `zxid` right after it. A torn tail after `zxid` goes too; corruption before it
-/// is an error and nothing is cut.
-pub fn truncate(dir: &Path, zxid: i64) -> Result<(), LogReadError> {
+/// is an error and nothing is cut. Records longer than `max_record_bytes` are damage.
+pub fn truncate(dir: &Path, zxid: i64, max_record_bytes: usize) -> Result<(), LogReadError> {
     let files = list_log_files(dir).map_err(io_err(dir))?;
     let keep = files.iter().rposition(|(start, _)| *start <= zxid);
     let first_deleted = keep.map_or(0, |k| k + 1);
@@ -732,7 +791,7 @@ pub fn truncate(dir: &Path, zxid: i64) -> Result<(), LogReadError> {
     }
     if let Some(k) = keep {
         let path = &files[k].1;
-        match end_of_txns_up_to(path, zxid)? {
+        match end_of_txns_up_to(path, zxid, max_record_bytes)? {
             Some(end) => {
                 let file = OpenOptions::new()
                     .write(true)
@@ -749,11 +808,15 @@ pub fn truncate(dir: &Path, zxid: i64) -> Result<(), LogReadError> {
 
 /// The offset just past the last record of `path` whose zxid is ≤ `zxid`; `None` when the file
 /// header itself is torn, so the file holds nothing.
-fn end_of_txns_up_to(path: &Path, zxid: i64) -> Result<Option<u64>, LogReadError> {
+fn end_of_txns_up_to(
+    path: &Path,
+    zxid: i64,
+    max_record_bytes: usize,
+) -> Result<Option<u64>, LogReadError> {
     let file = File::open(path).map_err(io_err(path))?;
     let len = file.metadata().map_err(io_err(path))?.len();
     let reader = BufReader::with_capacity(READ_BUFFER_BYTES, file);
-    let mut cursor = RecordCursor::new(reader, len, DEFAULT_MAX_BUFFER_BYTES);
+    let mut cursor = RecordCursor::new(reader, len, max_record_bytes);
     let mut end = FileHeader::LEN as u64;
     let mut reached_zxid = false;
     loop {
@@ -772,11 +835,19 @@ fn end_of_txns_up_to(path: &Path, zxid: i64) -> Result<Option<u64>, LogReadError
                 });
             }
             Step::End => return Ok(Some(end)),
+            Step::TooLarge { offset, length } => {
+                return Err(LogReadError::TooLarge {
+                    file: path.to_path_buf(),
+                    offset,
+                    length,
+                    max_record_bytes,
+                });
+            }
             Step::Bad { offset, problem } => {
                 // The file is now the newest. A torn tail goes with the rest; so does damage
                 // once `zxid` itself was seen (all that follows is newer). Otherwise the
                 // damaged record might be one to keep: refuse.
-                match classify(path, offset, problem, true, DEFAULT_MAX_BUFFER_BYTES) {
+                match classify(path, offset, problem, true, max_record_bytes) {
                     Ok(_torn) => {}
                     Err(LogReadError::Corrupt { .. }) if reached_zxid => {}
                     Err(e) => return Err(e),
@@ -1177,7 +1248,10 @@ mod tests {
         assert_eq!(zxids(&txns), (150..=300).collect::<Vec<_>>());
         let (txns, _) = read(dir.path(), 301).unwrap();
         assert!(txns.is_empty());
-        assert_eq!(last_logged_zxid(dir.path()).unwrap(), Some(300));
+        assert_eq!(
+            last_logged_zxid(dir.path(), DEFAULT_MAX_BUFFER_BYTES).unwrap(),
+            Some(300)
+        );
     }
 
     #[test]
@@ -1422,7 +1496,10 @@ mod tests {
             read(dir.path(), 0).unwrap(),
             (read(dir.path(), 0).unwrap().0, None)
         );
-        assert_eq!(last_logged_zxid(dir.path()).unwrap(), Some(3));
+        assert_eq!(
+            last_logged_zxid(dir.path(), DEFAULT_MAX_BUFFER_BYTES).unwrap(),
+            Some(3)
+        );
         // The writer reuses a file that holds no transaction.
         let mut w = TxnLogWriter::open(dir.path(), small_prealloc()).unwrap();
         w.append(&[txn(4)]).unwrap();
@@ -1440,7 +1517,7 @@ mod tests {
     fn truncate_removes_everything_after_the_zxid() {
         let dir = TempDir::new("truncate");
         write_log(dir.path(), 1..=30, 10, small_prealloc());
-        truncate(dir.path(), 15).unwrap();
+        truncate(dir.path(), 15, DEFAULT_MAX_BUFFER_BYTES).unwrap();
         let starts: Vec<i64> = list_log_files(dir.path())
             .unwrap()
             .iter()
@@ -1457,16 +1534,22 @@ mod tests {
         let (txns, _) = read(dir.path(), 0).unwrap();
         assert_eq!(zxids(&txns), (1..=17).collect::<Vec<_>>());
         // At a file's first zxid, and at the very end, and before everything.
-        truncate(dir.path(), 11).unwrap();
+        truncate(dir.path(), 11, DEFAULT_MAX_BUFFER_BYTES).unwrap();
         assert_eq!(
             zxids(&read(dir.path(), 0).unwrap().0),
             (1..=11).collect::<Vec<_>>()
         );
-        truncate(dir.path(), 11).unwrap();
-        assert_eq!(last_logged_zxid(dir.path()).unwrap(), Some(11));
-        truncate(dir.path(), 0).unwrap();
+        truncate(dir.path(), 11, DEFAULT_MAX_BUFFER_BYTES).unwrap();
+        assert_eq!(
+            last_logged_zxid(dir.path(), DEFAULT_MAX_BUFFER_BYTES).unwrap(),
+            Some(11)
+        );
+        truncate(dir.path(), 0, DEFAULT_MAX_BUFFER_BYTES).unwrap();
         assert!(list_log_files(dir.path()).unwrap().is_empty());
-        assert_eq!(last_logged_zxid(dir.path()).unwrap(), None);
+        assert_eq!(
+            last_logged_zxid(dir.path(), DEFAULT_MAX_BUFFER_BYTES).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -1479,15 +1562,15 @@ mod tests {
         bytes[txns[3].offset as usize + 30] ^= 4;
         std::fs::write(&path, &bytes).unwrap();
         assert!(matches!(
-            truncate(dir.path(), 8),
+            truncate(dir.path(), 8, DEFAULT_MAX_BUFFER_BYTES),
             Err(LogReadError::Corrupt { .. })
         ));
         assert!(matches!(
-            truncate(dir.path(), 4),
+            truncate(dir.path(), 4, DEFAULT_MAX_BUFFER_BYTES),
             Err(LogReadError::Corrupt { .. })
         ));
         // Truncating before the damage is fine: only records to drop follow it.
-        truncate(dir.path(), 3).unwrap();
+        truncate(dir.path(), 3, DEFAULT_MAX_BUFFER_BYTES).unwrap();
         assert_eq!(zxids(&read(dir.path(), 0).unwrap().0), vec![1, 2, 3]);
     }
 

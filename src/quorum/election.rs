@@ -176,7 +176,10 @@ impl FastLeaderElection {
                 epoch: i64::MIN,
             }
         };
-        self.logical_clock += 1;
+        // A peer can push the round to i64::MAX (rounds are adopted from any notification,
+        // unauthenticated): it then stays there rather than wrap to i64::MIN, where every
+        // vote of the ensemble's round would look stale (ZooKeeper's AtomicLong wraps).
+        self.logical_clock = self.logical_clock.saturating_add(1);
         self.proposal = self.init;
         self.recv_set.clear();
         self.out_of_election.clear();

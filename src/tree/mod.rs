@@ -1127,10 +1127,21 @@ impl TreeLoader {
     }
 
     /// One node. `node.children` is ignored: children are known from the paths that follow.
+    /// A path that is not absolute, has an empty component ("//a", "/a/") or was given before
+    /// is refused: the tree would list a child that leads nowhere or hold a node no parent
+    /// lists (ZooKeeper's `DataTree.deserialize` accepts both silently).
     pub fn node(&mut self, path: &str, mut node: DataNode) -> Result<(), String> {
         node.children.clear();
         let k = key(path);
         if k != "/" {
+            let well_formed = k
+                .strip_prefix('/')
+                .is_some_and(|rest| rest.split('/').all(|c| !c.is_empty()));
+            if !well_formed {
+                return Err(format!(
+                    "Invalid Datatree, malformed path {path:?} (not absolute, or an empty component)"
+                ));
+            }
             let parent = path::parent(k);
             if !self.tree.nodes.contains_key(key(parent)) {
                 return Err(format!(
@@ -1138,11 +1149,10 @@ impl TreeLoader {
                 ));
             }
         }
-        self.tree.acls.add_usage(node.acl);
-        if let Some(old) = self.tree.nodes.remove(k) {
-            self.tree.digest = self.tree.digest.wrapping_sub(node::digest(k, &old));
-            self.tree.unindex_owner(k, old.stat.ephemeral_owner);
+        if self.tree.nodes.contains_key(k) {
+            return Err(format!("Invalid Datatree, path {path:?} appears twice"));
         }
+        self.tree.acls.add_usage(node.acl);
         if k != "/" {
             self.tree.index_owner(k, node.stat.ephemeral_owner);
         }
@@ -2360,6 +2370,24 @@ mod tests {
         let mut loader = TreeLoader::new(true);
         assert!(loader.node("/a/b", DataNode::default()).is_err());
         assert!(loader.finish(0).is_err());
+    }
+
+    /// H1: paths a snapshot repeats or that have an empty component are refused, so that the
+    /// loaded tree's child lists and node map always agree.
+    #[test]
+    fn loader_refuses_repeated_and_malformed_paths() {
+        let open = || DataNode::new(None, acl::OPEN_UNSAFE_REF, StatPersisted::default());
+        let mut loader = TreeLoader::new(true);
+        for p in ["", "/a", "/a/b"] {
+            loader.node(p, open()).unwrap();
+        }
+        for bad in ["/a", "/", "", "//a", "/a//b", "/a/", "a", "/a/b/"] {
+            let err = loader.node(bad, open()).unwrap_err();
+            assert!(err.starts_with("Invalid Datatree"), "{bad:?}: {err}");
+        }
+        let tree = loader.finish(0).unwrap();
+        assert_eq!(tree.node_count(), 3 + 1, "the root counts twice");
+        assert_consistent(&tree);
     }
 
     #[test]
