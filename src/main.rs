@@ -59,7 +59,9 @@ fn bench_exit_code(code: i32) -> ExitCode {
 fn init_logging() {
     let env = env_logger::Env::default().default_filter_or("info");
     // stderr is env_logger's default target.
-    let _ = env_logger::Builder::from_env(env).try_init();
+    let _ = env_logger::Builder::from_env(env)
+        .format_timestamp_millis()
+        .try_init();
 }
 
 fn config_error(e: &ConfigError) -> ExitCode {

@@ -524,6 +524,7 @@ impl Leader {
         if h.observer || !h.forwarding() {
             return Ok(());
         }
+        log::debug!("ACK 0x{zxid:x} from {sid} on link {link:x}");
         if let Some(acks) = self.acks.get_mut(&zxid) {
             acks.insert(sid);
             self.try_to_commit(now_ms, r, out);
@@ -603,6 +604,7 @@ impl Leader {
             if !r.is_quorum(acks.iter()) {
                 break;
             }
+            log::debug!("committing 0x{zxid:x} with ACKs from {acks:?}");
             self.acks.remove(&zxid);
             let entry =
                 r.zk.pending_entries()

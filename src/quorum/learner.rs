@@ -483,6 +483,7 @@ impl Learner {
     ) -> Result<(), Leave> {
         let entry = packets::parse_txn(p).map_err(|e| e.to_string())?;
         check_consecutive(r.last_logged, entry.header.zxid)?;
+        log::debug!("PROPOSAL 0x{:x} logged", entry.header.zxid);
         r.tail.push_back(entry.clone());
         r.log(vec![entry], out);
         Ok(())
@@ -555,6 +556,7 @@ impl Learner {
             .filter(|&z| z > acked && z <= durable)
             .collect();
         for z in zxids {
+            log::debug!("ACK 0x{z:x}");
             self.send(packets::bare(packet::ACK, z), out);
             self.acked_through = z;
         }

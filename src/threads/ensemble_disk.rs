@@ -81,9 +81,15 @@ pub fn recent_txns(
     snapshot_zxid: i64,
     last_zxid: i64,
     max: usize,
+    max_record_bytes: usize,
 ) -> Vec<TxnEntry> {
     let mut recent = std::collections::VecDeque::new();
-    let Ok(mut reader) = crate::persistence::TxnLogReader::open(log_dir, snapshot_zxid + 1) else {
+    let opened = crate::persistence::TxnLogReader::open_with_limit(
+        log_dir,
+        snapshot_zxid + 1,
+        max_record_bytes,
+    );
+    let Ok(mut reader) = opened else {
         return Vec::new();
     };
     // The log was just read whole by the restore: an error here only shortens the window.
@@ -128,7 +134,8 @@ impl EnsembleLog {
     /// otherwise load them).
     fn truncate_to(&mut self, zxid: i64) -> io::Result<()> {
         self.settle()?;
-        truncate(&self.log_dir, zxid).map_err(|e| io::Error::other(e.to_string()))?;
+        truncate(&self.log_dir, zxid, self.config.jute_max_buffer_bytes)
+            .map_err(|e| io::Error::other(e.to_string()))?;
         for (snap_zxid, path) in find_snapshots(&self.snap_dir)? {
             if snap_zxid > zxid {
                 std::fs::remove_file(&path)?;

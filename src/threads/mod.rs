@@ -168,6 +168,7 @@ fn start_ensemble(
             restored.snapshot_zxid,
             last_zxid,
             crate::quorum::replica::COMMIT_LOG_COUNT,
+            config.jute_max_buffer_bytes,
         ),
         accepted_epoch,
         current_epoch,

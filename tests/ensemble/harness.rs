@@ -421,6 +421,11 @@ impl Ensemble {
     pub fn sigstop(&mut self, i: usize) {
         let pid = self.pid(i).expect("sigstop: the server is not running");
         signal(pid, "STOP");
+        // kill(2) returns once the signal is queued; wait until every thread has stopped.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !all_threads_stopped(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         self.servers[i].frozen = true;
     }
 
@@ -781,6 +786,19 @@ fn zookeeper_classpath() -> String {
         );
     }
     cp
+}
+
+/// True when /proc says every thread of `pid` is stopped (state T).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(Result::ok).all(|t| {
+        std::fs::read_to_string(t.path().join("status")).is_ok_and(|s| {
+            s.lines()
+                .any(|l| l.starts_with("State:") && l.contains('T'))
+        })
+    })
 }
 
 /// Sends a signal by name with /usr/bin/kill (the tests add no crate for libc).
