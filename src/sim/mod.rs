@@ -9,6 +9,7 @@
 //! - Clients: tests feed client inputs to a node and read the outputs it produced.
 
 use crate::config::{Config, PeerType, ServerLine};
+use crate::jute::quorum::QuorumPacket;
 use crate::jute::txn::{TxnBody, TxnEntry};
 use crate::quorum::peer::{PeerInput, PeerStart, QuorumPeer};
 use crate::quorum::replica::{DiskCommand, DiskDone, EpochKind, LinkId, PeerOutput};
@@ -554,6 +555,16 @@ impl Sim {
             }
         }
         false
+    }
+
+    /// Delivers `packet` to `node` as if it came over its quorum link `k` (in link order),
+    /// for fuzzing the roles with packets no correct peer sends. False without such a link.
+    pub fn inject_packet(&mut self, node: usize, k: usize, packet: QuorumPacket) -> bool {
+        let Some(&link) = self.nodes[node].links.keys().nth(k) else {
+            return false;
+        };
+        self.step_node(node, PeerInput::Packet { link, packet });
+        true
     }
 
     pub fn take_client_out(&mut self, node: usize) -> Vec<Output> {

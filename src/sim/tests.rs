@@ -591,3 +591,25 @@ fn requests_from_an_abandoned_connection_get_session_moved() {
         .node("/from-old")
         .is_none());
 }
+
+#[test]
+fn seven_voters_survive_three_crashes() {
+    init_log();
+    let mut sim = Sim::new(71, 7, 0);
+    assert!(sim.run_until_serving(30_000));
+    let leader = assert_one_leader(&sim);
+    let mut c = Client::connect(&mut sim, (leader + 1) % 7, 1);
+    assert_eq!(c.create(&mut sim, "/seven"), 0);
+    // Three of seven down, the leader among them: four still form a quorum.
+    sim.crash(leader);
+    sim.crash((leader + 2) % 7);
+    sim.crash((leader + 3) % 7);
+    let new_leader = wait_leader(&mut sim, 30_000);
+    assert_ne!(new_leader, leader);
+    let survivor = (leader + 4) % 7;
+    let mut c2 = Client::connect(&mut sim, survivor, 2);
+    assert_eq!(c2.create(&mut sim, "/after-three"), 0);
+    sim.run_for(300);
+    assert!(converged(&sim, "/seven"));
+    assert!(converged(&sim, "/after-three"));
+}
