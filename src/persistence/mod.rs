@@ -10,12 +10,15 @@
 
 pub mod adler32;
 pub mod database;
+pub mod epoch;
 pub mod snapshot;
 pub mod txn_log;
 
 pub use database::{
-    FileLog, FileTxnSnapLog, RestoreError, Restored, SnapshotCapture, SnapshotData,
+    restore_snapshot_bytes, FileLog, FileTxnSnapLog, RestoreError, Restored, SnapshotCapture,
+    SnapshotData, COMMIT_LOG_COUNT,
 };
+pub use epoch::{read_epoch, write_epoch, EpochFile};
 pub use snapshot::{
     find_snapshots, load_newest_valid_snapshot, read_snapshot, read_snapshot_file, write_snapshot,
     write_snapshot_file, write_snapshot_iter, Compression, LoadedSnapshot, SnapDigest, SnapNode,

@@ -132,7 +132,7 @@ pub fn run(config: Config) -> io::Result<ServerHandle> {
         restored.txns_replayed,
         restored.tree.last_processed_zxid()
     );
-    let log = FileLog::new(db.log_writer(&config)?, &config);
+    let log = FileLog::new(&db, &config, restored.tree.last_processed_zxid())?;
     start(config, Some((db, restored)), Box::new(log))
 }
 
