@@ -210,6 +210,9 @@ pub(crate) mod test_dir {
 }
 
 #[cfg(test)]
+mod sync_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
