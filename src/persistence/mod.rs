@@ -4,7 +4,8 @@
 //! Layout: `<dataLogDir>/version-2/log.<hex zxid>` holds the write-ahead log ([`txn_log`]),
 //! `<dataDir>/version-2/snapshot.<hex zxid>` the fuzzy snapshots ([`snapshot`]). A log file is
 //! named after the zxid of its first transaction, a snapshot after the last zxid applied when
-//! it started; both use `Long.toHexString` (lowercase, no padding, no `0x`).
+//! it started; both use `Long.toHexString` (lowercase, no padding, no `0x`). The ZAB epochs,
+//! `acceptedEpoch` and `currentEpoch`, are small text files next to the snapshots ([`epoch`]).
 //!
 //! Both file kinds start with the same 16-byte [`FileHeader`]. Everything is big-endian jute.
 
