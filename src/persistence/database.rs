@@ -1,21 +1,32 @@
 //! The data directory as a whole (ZooKeeper's FileTxnSnapLog and ZKDatabase.loadDataBase):
 //! restore the tree from the newest valid snapshot plus the log after it, cut a torn tail left
-//! by a crash, and refuse to start on anything that would lose a committed transaction.
+//! by a crash, and refuse to start on anything that would lose a committed transaction. Also
+//! what a follower's synchronization does to the directory: truncation (TRUNC) and installing
+//! a leader's snapshot (SNAP).
 
+use super::epoch::{read_epoch, read_epoch_file, write_epoch, EpochFile};
 use super::snapshot::{
     load_newest_valid_snapshot, SnapshotError, SnapshotFileWriter, SnapshotReader, SnapshotTrailer,
+    SnapshotWriter,
 };
-use super::txn_log::{cut_torn_tail, LogReadError, TxnLogOptions, TxnLogReader, TxnLogWriter};
-use super::{ensure_data_dir_version2, max_buffer_bytes_on_disk, SnapDigest};
+use super::txn_log::{
+    cut_torn_tail, last_logged_zxid, LogReadError, TxnLogOptions, TxnLogReader, TxnLogWriter,
+};
+use super::{ensure_data_dir_version2, max_buffer_bytes_on_disk, parse_snapshot_file_name};
+use super::{sync_dir, SnapDigest};
 use crate::config::Config;
-use crate::jute::txn::TxnBody;
+use crate::jute::txn::{TxnBody, TxnEntry};
 use crate::tree::{DataNode, DataTree, TreeLoader};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::fs::File;
-use std::io;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// How many of the last transactions replayed at a restart [`Restored::recent_txns`] keeps:
+/// ZooKeeper's `zookeeper.commitLogCount` default, the committed-log window a leader syncs a
+/// follower from with DIFF.
+pub const COMMIT_LOG_COUNT: usize = 500;
 
 /// What a restart recovers.
 pub struct Restored {
@@ -24,6 +35,14 @@ pub struct Restored {
     pub sessions: Vec<(i64, i32)>,
     pub snapshot_zxid: i64,
     pub txns_replayed: usize,
+    /// The `acceptedEpoch` file, or (missing) the epoch of the last zxid, then written.
+    pub accepted_epoch: i64,
+    /// The `currentEpoch` file, or (missing) the epoch of the last zxid, then written.
+    pub current_epoch: i64,
+    /// The last (up to [`COMMIT_LOG_COUNT`]) transactions replayed from the log, in zxid
+    /// order (ZooKeeper's ZKDatabase committedLog as loadDataBase fills it: only what the log
+    /// replays after the snapshot).
+    pub recent_txns: Vec<TxnEntry>,
 }
 
 /// Why the data directory cannot be used. Each names the file (and offset) at fault.
@@ -33,6 +52,8 @@ pub enum RestoreError {
     Snapshot(SnapshotError),
     Log(LogReadError),
     Tree(String),
+    /// The epoch files disagree with each other or with the log.
+    Epoch(String),
 }
 
 impl fmt::Display for RestoreError {
@@ -42,6 +63,7 @@ impl fmt::Display for RestoreError {
             RestoreError::Snapshot(e) => write!(f, "snapshot: {e}"),
             RestoreError::Log(e) => write!(f, "transaction log: {e}"),
             RestoreError::Tree(e) => write!(f, "snapshot contents: {e}"),
+            RestoreError::Epoch(e) => write!(f, "epochs: {e}"),
         }
     }
 }
@@ -73,9 +95,79 @@ impl FileTxnSnapLog {
         })
     }
 
-    /// Loads the newest valid snapshot and replays the log after it. A fresh directory gets a
+    /// Loads the newest valid snapshot and replays the log after it; reads the epoch files
+    /// (writing those missing, as ZooKeeper's QuorumPeer does). A fresh directory gets a
     /// `snapshot.0`, as ZooKeeper writes one: ZooKeeper refuses logs without a snapshot.
     pub fn restore(&self, extended_types: bool) -> Result<Restored, RestoreError> {
+        let mut restored = self.restore_tree(extended_types)?;
+        let (accepted, current) = self.load_epochs(restored.tree.last_processed_zxid())?;
+        restored.accepted_epoch = accepted;
+        restored.current_epoch = current;
+        Ok(restored)
+    }
+
+    /// QuorumPeer.loadDataBase's epochs. A missing file gets the epoch of the last zxid (a
+    /// directory from a standalone server, or from before the files existed). currentEpoch
+    /// below that epoch is taken from `currentEpoch.tmp` when a crash left one (the rename
+    /// never happened), and is an error otherwise; acceptedEpoch below currentEpoch is an
+    /// error.
+    fn load_epochs(&self, last_zxid: i64) -> Result<(i64, i64), RestoreError> {
+        let dir = &self.snap_dir;
+        let io_err = |which: EpochFile| {
+            let path = which.path(dir);
+            move |e| RestoreError::Io(path, e)
+        };
+        let zxid_epoch = crate::quorum::epoch_of(last_zxid);
+        let mut current = match read_epoch(dir, EpochFile::Current)
+            .map_err(io_err(EpochFile::Current))?
+        {
+            Some(epoch) => epoch,
+            None => {
+                log::info!("currentEpoch not found: creating it with the epoch of the last zxid, {zxid_epoch}");
+                write_epoch(dir, EpochFile::Current, zxid_epoch)
+                    .map_err(io_err(EpochFile::Current))?;
+                zxid_epoch
+            }
+        };
+        if zxid_epoch > current {
+            let tmp = EpochFile::Current.tmp_path(dir);
+            match read_epoch_file(&tmp).map_err(|e| RestoreError::Io(tmp.clone(), e))? {
+                Some(epoch) => {
+                    log::info!(
+                        "{} found: setting the current epoch to {epoch}",
+                        tmp.display()
+                    );
+                    write_epoch(dir, EpochFile::Current, epoch)
+                        .map_err(io_err(EpochFile::Current))?;
+                    current = epoch;
+                }
+                None => {
+                    return Err(RestoreError::Epoch(format!(
+                    "the current epoch, {current:#x}, is older than the last zxid, {last_zxid:#x}"
+                )))
+                }
+            }
+        }
+        let accepted = match read_epoch(dir, EpochFile::Accepted)
+            .map_err(io_err(EpochFile::Accepted))?
+        {
+            Some(epoch) => epoch,
+            None => {
+                log::info!("acceptedEpoch not found: creating it with the epoch of the last zxid, {zxid_epoch}");
+                write_epoch(dir, EpochFile::Accepted, zxid_epoch)
+                    .map_err(io_err(EpochFile::Accepted))?;
+                zxid_epoch
+            }
+        };
+        if accepted < current {
+            return Err(RestoreError::Epoch(format!(
+                "the accepted epoch, {accepted:#x}, is less than the current epoch, {current:#x}"
+            )));
+        }
+        Ok((accepted, current))
+    }
+
+    fn restore_tree(&self, extended_types: bool) -> Result<Restored, RestoreError> {
         let loaded =
             load_newest_valid_snapshot(&self.snap_dir, self.max_buffer_bytes, |_, reader| {
                 load_tree(reader, extended_types)
@@ -97,12 +189,16 @@ impl FileTxnSnapLog {
             }
         };
         let mut sessions: BTreeMap<i64, i32> = sessions.into_iter().collect();
-        let txns_replayed = self.replay(&mut tree, &mut sessions, snapshot_zxid)?;
+        let mut recent = VecDeque::new();
+        let txns_replayed = self.replay(&mut tree, &mut sessions, snapshot_zxid, &mut recent)?;
         Ok(Restored {
             tree,
             sessions: sessions.into_iter().collect(),
             snapshot_zxid,
             txns_replayed,
+            accepted_epoch: 0,
+            current_epoch: 0,
+            recent_txns: recent.into(),
         })
     }
 
@@ -120,12 +216,14 @@ impl FileTxnSnapLog {
         }
     }
 
-    /// Applies every logged transaction after `from_zxid`; cuts a torn tail.
+    /// Applies every logged transaction after `from_zxid`, keeping the last
+    /// [`COMMIT_LOG_COUNT`] in `recent`; cuts a torn tail.
     fn replay(
         &self,
         tree: &mut DataTree,
         sessions: &mut BTreeMap<i64, i32>,
         from_zxid: i64,
+        recent: &mut VecDeque<TxnEntry>,
     ) -> Result<usize, RestoreError> {
         let mut reader =
             TxnLogReader::open_with_limit(&self.log_dir, from_zxid + 1, self.max_buffer_bytes)
@@ -151,6 +249,10 @@ impl FileTxnSnapLog {
             let mut events = Vec::new();
             tree.process_txn(&entry.header, &entry.body, &|_, _| false, &mut events);
             count += 1;
+            if recent.len() == COMMIT_LOG_COUNT {
+                recent.pop_front();
+            }
+            recent.push_back(txn.entry);
         }
         if let Some(torn) = reader.torn_tail() {
             log::warn!(
@@ -174,6 +276,69 @@ impl FileTxnSnapLog {
         let snap = SnapshotData::capture(tree, sessions);
         snap.write(&self.snap_dir)
             .map_err(|e| RestoreError::Io(self.snap_dir.clone(), e))
+    }
+
+    /// ZooKeeper's TRUNC (`ZKDatabase.truncateLog`): afterwards the log's last transaction is
+    /// the last one ≤ `zxid` (later log files deleted, the file holding `zxid` cut after it)
+    /// and every snapshot named above `zxid` is deleted, so that a restore gives the tree at
+    /// that transaction. Durable when it returns. Snapshots go first: a crash in between
+    /// leaves an older snapshot with the whole log, the state before the truncation.
+    /// Refused, changing nothing, when every snapshot is above `zxid` (nothing could be
+    /// restored: the leader should send a snapshot instead).
+    pub fn truncate_to(&self, zxid: i64) -> Result<(), RestoreError> {
+        let snaps = self.snapshot_files()?;
+        let above = snaps.iter().filter(|(z, _)| *z > zxid).count();
+        let kept = super::find_snapshots(&self.snap_dir)
+            .map_err(|e| RestoreError::Io(self.snap_dir.clone(), e))?
+            .iter()
+            .any(|(z, _)| *z <= zxid);
+        if above > 0 && !kept {
+            return Err(RestoreError::Io(
+                self.snap_dir.clone(),
+                io::Error::other(format!(
+                    "cannot truncate to {zxid:#x}: every snapshot is newer, nothing to restore from"
+                )),
+            ));
+        }
+        self.remove_snapshots_after(zxid, &snaps)?;
+        super::txn_log::truncate(&self.log_dir, zxid, self.max_buffer_bytes)
+            .map_err(RestoreError::Log)
+    }
+
+    /// Every file named as a snapshot (complete or not), newest first.
+    fn snapshot_files(&self) -> Result<Vec<(i64, PathBuf)>, RestoreError> {
+        let dir_err = |e| RestoreError::Io(self.snap_dir.clone(), e);
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&self.snap_dir).map_err(dir_err)? {
+            let entry = entry.map_err(dir_err)?;
+            if let Some((zxid, _)) = entry
+                .file_name()
+                .to_str()
+                .and_then(parse_snapshot_file_name)
+            {
+                found.push((zxid, entry.path()));
+            }
+        }
+        found.sort_by(|a, b| b.cmp(a));
+        Ok(found)
+    }
+
+    /// Deletes the snapshots of `snaps` named above `zxid`, newest first, durably.
+    fn remove_snapshots_after(
+        &self,
+        zxid: i64,
+        snaps: &[(i64, PathBuf)],
+    ) -> Result<(), RestoreError> {
+        let mut removed = false;
+        for (_, path) in snaps.iter().filter(|(z, _)| *z > zxid) {
+            log::info!("removing {}: newer than {zxid:#x}", path.display());
+            std::fs::remove_file(path).map_err(|e| RestoreError::Io(path.clone(), e))?;
+            removed = true;
+        }
+        if removed {
+            sync_dir(&self.snap_dir).map_err(|e| RestoreError::Io(self.snap_dir.clone(), e))?;
+        }
+        Ok(())
     }
 
     /// ZooKeeper's PurgeTxnLog: keeps the newest `retain` snapshots and every log file that
@@ -238,8 +403,8 @@ fn ensure(dir: &Path) -> Result<PathBuf, RestoreError> {
 
 type LoadedTree = (TreeLoader, Vec<(i64, i32)>);
 
-fn load_tree(
-    reader: &mut SnapshotReader<File>,
+fn load_tree<R: Read>(
+    reader: &mut SnapshotReader<R>,
     extended_types: bool,
 ) -> Result<LoadedTree, SnapshotError> {
     let mut loader = TreeLoader::new(extended_types);
@@ -254,6 +419,37 @@ fn load_tree(
             .map_err(|what| SnapshotError::Malformed { offset: 0, what })?;
     }
     Ok((loader, sessions))
+}
+
+/// Loads a snapshot held in memory, in the snapshot file format ([`SnapshotData::to_bytes`],
+/// a leader's SNAP): the tree, with its last processed zxid the snapshot's own (its 3.9
+/// last-zxid section, else its digest's zxid), and the sessions. Lengths above
+/// `max_buffer_bytes` are damage.
+pub fn restore_snapshot_bytes(
+    bytes: &[u8],
+    max_buffer_bytes: usize,
+    extended_types: bool,
+) -> Result<(DataTree, Vec<(i64, i32)>), SnapshotError> {
+    let mut reader = SnapshotReader::with_limit(bytes, max_buffer_bytes)?;
+    let (loader, sessions) = load_tree(&mut reader, extended_types)?;
+    let trailer = reader.finish()?;
+    let zxid = snapshot_zxid(&trailer)?;
+    let tree = loader
+        .finish(zxid)
+        .map_err(|what| SnapshotError::Malformed { offset: 0, what })?;
+    Ok((tree, sessions))
+}
+
+/// The zxid a snapshot without a file name says it was taken at.
+fn snapshot_zxid(trailer: &SnapshotTrailer) -> Result<i64, SnapshotError> {
+    match (trailer.last_processed_zxid, trailer.digest) {
+        (Some(zxid), _) => Ok(zxid),
+        (None, Some(d)) if d.zxid > 0 => Ok(d.zxid),
+        _ => Err(SnapshotError::Malformed {
+            offset: 0,
+            what: "the snapshot does not say its zxid (no last-zxid or digest section)".to_owned(),
+        }),
+    }
 }
 
 /// A snapshot's contents captured from the tree, ready to be written on another thread.
@@ -287,6 +483,11 @@ impl SnapshotData {
         }
     }
 
+    /// The last zxid applied when the copy started, the snapshot's name.
+    pub fn zxid(&self) -> i64 {
+        self.zxid
+    }
+
     /// Writes `snapshot.<zxid>` atomically (temporary file, fsync, rename, directory fsync).
     pub fn write(&self, snap_dir: &Path) -> io::Result<PathBuf> {
         let acls = self.acls.iter().map(|(r, a)| (*r, &a[..]));
@@ -295,15 +496,67 @@ impl SnapshotData {
         for node in &self.nodes {
             file.writer().write_snap_node(node)?;
         }
-        let trailer = SnapshotTrailer {
+        file.finish(&self.trailer())
+    }
+
+    /// The bytes [`SnapshotData::write`] puts in `snapshot.<zxid>` (a leader's SNAP).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.write_to(Vec::new())
+            .expect("writing a snapshot of a tree into memory cannot fail")
+    }
+
+    fn write_to<W: Write>(&self, w: W) -> io::Result<W> {
+        let acls = self.acls.iter().map(|(r, a)| (*r, &a[..]));
+        let mut writer = SnapshotWriter::new(w, self.sessions.iter().copied(), acls)?;
+        for node in &self.nodes {
+            writer.write_snap_node(node)?;
+        }
+        writer.finish(&self.trailer())
+    }
+
+    fn trailer(&self) -> SnapshotTrailer {
+        SnapshotTrailer {
             digest: Some(SnapDigest {
                 zxid: self.zxid,
                 version: crate::tree::node::DIGEST_VERSION,
                 digest: self.digest,
             }),
             last_processed_zxid: Some(self.zxid),
+        }
+    }
+
+    /// Reads what [`SnapshotData::to_bytes`] writes (a follower receiving SNAP, to install it
+    /// with [`FileLog::install_snapshot`]). The checksum is verified; the tree is not built
+    /// (see [`restore_snapshot_bytes`]).
+    pub fn from_bytes(
+        bytes: &[u8],
+        max_buffer_bytes: usize,
+    ) -> Result<SnapshotData, SnapshotError> {
+        let mut reader = SnapshotReader::with_limit(bytes, max_buffer_bytes)?;
+        let sessions = reader.take_sessions();
+        let acls = reader.take_acls();
+        let mut nodes = Vec::new();
+        while let Some(node) = reader.next_node()? {
+            nodes.push(node);
+        }
+        let trailer = reader.finish()?;
+        let zxid = snapshot_zxid(&trailer)?;
+        let digest = match trailer.digest {
+            Some(d) if d.version == crate::tree::node::DIGEST_VERSION => d.digest,
+            _ => {
+                return Err(SnapshotError::Malformed {
+                    offset: 0,
+                    what: "the snapshot has no digest of the current version".to_owned(),
+                })
+            }
         };
-        file.finish(&trailer)
+        Ok(SnapshotData {
+            zxid,
+            sessions,
+            acls,
+            nodes,
+            digest,
+        })
     }
 }
 
@@ -409,24 +662,97 @@ fn lookup(path: &str) -> &str {
 }
 
 /// The sync thread's log: ZooKeeper's format, one fdatasync per batch, a warning when an
-/// fsync is slow (`fsync.warningthresholdms`).
+/// fsync is slow (`fsync.warningthresholdms`). Between appends it also runs what a follower's
+/// synchronization does to the data directory: truncation, installing a leader's snapshot,
+/// and the epoch files.
 pub struct FileLog {
     writer: TxnLogWriter,
     warn_after: Duration,
+    db: FileTxnSnapLog,
+    last_zxid: i64,
 }
 
 impl FileLog {
-    pub fn new(writer: TxnLogWriter, config: &Config) -> FileLog {
-        FileLog {
-            writer,
+    /// A log over `db`'s directories. `last_zxid` is where the restored history ends
+    /// (`Restored::tree.last_processed_zxid()`): the next append must be above it.
+    pub fn new(db: &FileTxnSnapLog, config: &Config, last_zxid: i64) -> io::Result<FileLog> {
+        Ok(FileLog {
+            writer: db.log_writer(config)?,
             warn_after: Duration::from_millis(config.fsync_warning_threshold_ms),
-        }
+            db: db.clone(),
+            last_zxid,
+        })
+    }
+
+    /// The zxid the history on disk ends at: the last one appended, or restored, or the
+    /// point of the last truncation or installed snapshot. Appends go above it.
+    pub fn last_appended_zxid(&self) -> i64 {
+        self.last_zxid
+    }
+
+    /// ZooKeeper's TRUNC, between appends: closes the current file (what was appended is
+    /// written to it first, so nothing lands after the cut), then
+    /// [`FileTxnSnapLog::truncate_to`]. The next append starts a new log file and may have
+    /// any zxid above the history's new end ([`FileLog::last_appended_zxid`]). Durable when
+    /// it returns.
+    pub fn truncate_to(&mut self, zxid: i64) -> io::Result<()> {
+        self.writer.roll()?;
+        self.db.truncate_to(zxid).map_err(restore_to_io)?;
+        let logged = last_logged_zxid(&self.db.log_dir, self.db.max_buffer_bytes)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let snapshot = super::find_snapshots(&self.db.snap_dir)?
+            .first()
+            .map(|(z, _)| *z);
+        // Where a restore now ends: the last logged transaction, or the snapshot when the log
+        // holds nothing after it.
+        let end = logged.max(snapshot).unwrap_or(0).min(zxid);
+        self.writer.rewind_to(end);
+        self.last_zxid = end;
+        Ok(())
+    }
+
+    /// A follower's SNAP, between appends: afterwards the data directory restores to exactly
+    /// `snap`'s tree. Closes the current file, removes every logged transaction above the
+    /// snapshot's zxid, writes `snapshot.<zxid>` (atomically) and removes the snapshots above
+    /// it; older log files stay, ending before it, as after ZooKeeper's SNAP. The next append
+    /// starts a new log file and may have any zxid above the snapshot's. Durable when it
+    /// returns. In this order a crash at any point leaves a directory that restores to a
+    /// consistent state: the one before, or the snapshot.
+    pub fn install_snapshot(&mut self, snap: &SnapshotData) -> io::Result<()> {
+        let zxid = snap.zxid();
+        self.writer.roll()?;
+        super::txn_log::truncate(&self.db.log_dir, zxid, self.db.max_buffer_bytes)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        snap.write(&self.db.snap_dir)?;
+        let snaps = self.db.snapshot_files().map_err(restore_to_io)?;
+        self.db
+            .remove_snapshots_after(zxid, &snaps)
+            .map_err(restore_to_io)?;
+        self.writer.rewind_to(zxid);
+        self.last_zxid = zxid;
+        Ok(())
+    }
+
+    /// Writes `acceptedEpoch` or `currentEpoch` in the snapshot directory, durably.
+    pub fn write_epoch(&mut self, which: EpochFile, epoch: i64) -> io::Result<()> {
+        write_epoch(&self.db.snap_dir, which, epoch)
+    }
+}
+
+fn restore_to_io(e: RestoreError) -> io::Error {
+    match e {
+        RestoreError::Io(path, e) => io::Error::new(e.kind(), format!("{}: {e}", path.display())),
+        other => io::Error::other(other.to_string()),
     }
 }
 
 impl crate::threads::TxnLogWriter for FileLog {
-    fn append(&mut self, entries: &[crate::jute::txn::TxnEntry]) -> io::Result<()> {
-        self.writer.append(entries)
+    fn append(&mut self, entries: &[TxnEntry]) -> io::Result<()> {
+        self.writer.append(entries)?;
+        if let Some(last) = entries.iter().map(|e| e.header.zxid).max() {
+            self.last_zxid = self.last_zxid.max(last);
+        }
+        Ok(())
     }
 
     fn sync(&mut self) -> io::Result<()> {

@@ -4,18 +4,22 @@
 //! Layout: `<dataLogDir>/version-2/log.<hex zxid>` holds the write-ahead log ([`txn_log`]),
 //! `<dataDir>/version-2/snapshot.<hex zxid>` the fuzzy snapshots ([`snapshot`]). A log file is
 //! named after the zxid of its first transaction, a snapshot after the last zxid applied when
-//! it started; both use `Long.toHexString` (lowercase, no padding, no `0x`).
+//! it started; both use `Long.toHexString` (lowercase, no padding, no `0x`). The ZAB epochs,
+//! `acceptedEpoch` and `currentEpoch`, are small text files next to the snapshots ([`epoch`]).
 //!
 //! Both file kinds start with the same 16-byte [`FileHeader`]. Everything is big-endian jute.
 
 pub mod adler32;
 pub mod database;
+pub mod epoch;
 pub mod snapshot;
 pub mod txn_log;
 
 pub use database::{
-    FileLog, FileTxnSnapLog, RestoreError, Restored, SnapshotCapture, SnapshotData,
+    restore_snapshot_bytes, FileLog, FileTxnSnapLog, RestoreError, Restored, SnapshotCapture,
+    SnapshotData, COMMIT_LOG_COUNT,
 };
+pub use epoch::{read_epoch, write_epoch, EpochFile};
 pub use snapshot::{
     find_snapshots, load_newest_valid_snapshot, read_snapshot, read_snapshot_file, write_snapshot,
     write_snapshot_file, write_snapshot_iter, Compression, LoadedSnapshot, SnapDigest, SnapNode,
@@ -205,6 +209,9 @@ pub(crate) mod test_dir {
         }
     }
 }
+
+#[cfg(test)]
+mod sync_tests;
 
 #[cfg(test)]
 mod tests {

@@ -1052,6 +1052,22 @@ impl TxnLogWriter {
         Ok(())
     }
 
+    /// After the log was cut at `zxid` ([`truncate`]) or replaced by a snapshot there: the
+    /// next append may have any zxid above it. Call after [`TxnLogWriter::roll`], so that the
+    /// next append starts a new file.
+    pub fn rewind_to(&mut self, zxid: i64) {
+        assert!(
+            self.active.is_none(),
+            "rewind_to needs the log rolled first"
+        );
+        self.last_zxid = Some(zxid);
+    }
+
+    /// The zxid of the last transaction appended (or set by [`TxnLogWriter::rewind_to`]).
+    pub fn last_zxid(&self) -> Option<i64> {
+        self.last_zxid
+    }
+
     /// The file being appended to.
     pub fn current_file(&self) -> Option<&Path> {
         self.active.as_ref().map(|a| a.path.as_path())

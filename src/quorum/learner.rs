@@ -367,11 +367,10 @@ impl Learner {
     fn on_snap(&mut self, p: &QuorumPacket, r: &mut Replica) -> Result<(), Leave> {
         info!("Getting a snapshot from leader 0x{:x}", p.zxid);
         let bytes = p.data.clone().unwrap_or_default();
-        let (tree, sessions) = super::replica::tree_from_snapshot_bytes(
+        let (tree, sessions) = crate::persistence::restore_snapshot_bytes(
             &bytes,
             r.settings.jute_max_buffer_bytes,
             r.zk.tree().extended_types(),
-            p.zxid,
         )
         .map_err(|e| format!("bad snapshot from the leader: {e}"))?;
         self.mode = SyncMode::Snap;

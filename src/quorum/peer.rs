@@ -565,7 +565,7 @@ pub fn peer_settings(config: &Config) -> Result<PeerSettings, String> {
         quorum_addrs,
         observer,
         read_only_enabled: config.read_only_mode_enabled,
-        commit_log_count: super::replica::COMMIT_LOG_COUNT,
+        commit_log_count: crate::persistence::COMMIT_LOG_COUNT,
         jute_max_buffer_bytes: config.jute_max_buffer_bytes,
     })
 }

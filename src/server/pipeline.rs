@@ -1330,13 +1330,8 @@ impl ZooKeeperServer {
 
     /// The tree and sessions in the snapshot file format, and the zxid they are at.
     pub fn snapshot_bytes(&self) -> (i64, Vec<u8>) {
-        let sessions: Vec<(SessionId, i32)> =
-            self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
-        let zxid = self.tree.last_processed_zxid();
-        (
-            zxid,
-            crate::quorum::replica::tree_to_snapshot_bytes(&self.tree, &sessions),
-        )
+        let snap = self.snapshot_data();
+        (snap.zxid(), snap.to_bytes())
     }
 
     /// A learner replaces its tree with the leader's snapshot.

@@ -75,8 +75,11 @@ impl SimDisk {
     pub fn load(&self, up_to: i64) -> (DataTree, Vec<(i64, i32)>) {
         let (mut tree, sessions) = match &self.base {
             Some((zxid, bytes)) => {
-                crate::quorum::replica::tree_from_snapshot_bytes(bytes, usize::MAX, false, *zxid)
-                    .expect("the simulator's own snapshot decodes")
+                let (tree, sessions) =
+                    crate::persistence::restore_snapshot_bytes(bytes, usize::MAX, false)
+                        .expect("the simulator's own snapshot decodes");
+                assert_eq!(tree.last_processed_zxid(), *zxid, "snapshot at its zxid");
+                (tree, sessions)
             }
             None => (DataTree::new(), Vec::new()),
         };
@@ -448,6 +451,9 @@ impl Sim {
                                     sessions,
                                     snapshot_zxid: 0,
                                     txns_replayed: 0,
+                                    accepted_epoch: disk.accepted_epoch,
+                                    current_epoch: disk.current_epoch,
+                                    recent_txns: Vec::new(),
                                 })
                             });
                             DiskDone::Truncated { zxid, restored }

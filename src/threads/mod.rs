@@ -136,9 +136,9 @@ pub fn run(config: Config) -> io::Result<ServerHandle> {
         restored.txns_replayed,
         restored.tree.last_processed_zxid()
     );
-    let log = FileLog::new(db.log_writer(&config)?, &config);
+    let log = FileLog::new(&db, &config, restored.tree.last_processed_zxid())?;
     if config.is_ensemble() {
-        let log = ensemble_disk::EnsembleLog::new(Box::new(log), &config, &db);
+        let log = ensemble_disk::EnsembleLog::new(log, &config);
         return start_ensemble(config, db, restored, Box::new(log));
     }
     start(config, Some((db, restored)), Box::new(log))
@@ -158,20 +158,12 @@ fn start_ensemble(
         .cloned()
         .ok_or_else(|| io::Error::other("myid names no server line"))?;
     let now_ms = self::core::WallClock::default().now_ms();
-    let last_zxid = restored.tree.last_processed_zxid();
-    let (accepted_epoch, current_epoch) = ensemble_disk::load_epochs(&db.snap_dir, last_zxid)?;
     let start = PeerStart {
         tree: restored.tree,
         sessions: restored.sessions,
-        recent_txns: ensemble_disk::recent_txns(
-            &db.log_dir,
-            restored.snapshot_zxid,
-            last_zxid,
-            crate::quorum::replica::COMMIT_LOG_COUNT,
-            config.jute_max_buffer_bytes,
-        ),
-        accepted_epoch,
-        current_epoch,
+        recent_txns: restored.recent_txns,
+        accepted_epoch: restored.accepted_epoch,
+        current_epoch: restored.current_epoch,
     };
     let peer = QuorumPeer::new(&config, now_ms, start).map_err(io::Error::other)?;
     let bind = |port: u16| std::net::TcpListener::bind(server_addr(&me.host, port));
