@@ -139,9 +139,10 @@ impl Learner {
         Ok(())
     }
 
-    /// The next time `on_tick` has work.
+    /// The next time `on_tick` has work: the retry, when one waits (the deadline is set anew
+    /// when it connects).
     pub fn next_tick_ms(&self) -> i64 {
-        self.retry_at_ms.unwrap_or(i64::MAX).min(self.deadline_ms)
+        self.retry_at_ms.unwrap_or(self.deadline_ms)
     }
 
     pub fn on_tick(
