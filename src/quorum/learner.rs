@@ -331,6 +331,9 @@ impl Learner {
         out: &mut Vec<PeerOutput>,
     ) -> Result<(), Leave> {
         warn!("Truncating log to get in sync with the leader 0x{zxid:x}");
+        if cfg!(feature = "bug-skip-trunc") {
+            return self.on_diff(zxid, r); // negative control (Cargo.toml): keep the log
+        }
         self.mode = SyncMode::Trunc;
         let reload = zxid < r.zk.tree().last_processed_zxid();
         r.tail.retain(|e| e.header.zxid <= zxid);
@@ -464,6 +467,9 @@ impl Learner {
         check_consecutive(r.last_logged, entry.header.zxid)?;
         r.tail.push_back(entry.clone());
         r.log(vec![entry], out);
+        if cfg!(feature = "bug-ack-before-fsync") {
+            self.send_acks(r, out); // negative control (Cargo.toml): ACK before the fsync
+        }
         Ok(())
     }
 
@@ -525,7 +531,11 @@ impl Learner {
         if !self.can_ack || self.observer {
             return;
         }
-        let durable = r.durable;
+        let durable = if cfg!(feature = "bug-ack-before-fsync") {
+            r.last_logged
+        } else {
+            r.durable
+        };
         let acked = self.acked_through;
         let zxids: Vec<i64> = r
             .tail
