@@ -976,3 +976,67 @@ impl Sim {
         self.with_checker(|c, sim| c.durable(sim, node, op));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jute::proto::ConnectRequest;
+    use crate::server::Input;
+
+    /// A three-server ensemble that committed one transaction (a session).
+    fn ensemble_with_a_commit(seed: u64) -> Sim {
+        let mut sim = Sim::new(seed, 3, 0);
+        sim.enable_checker();
+        assert!(sim.run_until_serving(20_000));
+        let cnxn = super::super::sim_cnxn(0, 1);
+        let peer = "127.0.0.1:5000".parse().expect("literal");
+        sim.client(0, Input::Accepted { cnxn, peer });
+        let req = ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            time_out: 30_000,
+            session_id: 0,
+            passwd: bytes::Bytes::from_static(&[0; 16]),
+            read_only: Some(false),
+        };
+        sim.client(0, Input::Connect { cnxn, req });
+        sim.run_for(500);
+        let c = sim.checker.as_ref().expect("enabled");
+        assert!(!c.committed().is_empty(), "the session was committed");
+        assert!(c.violations.is_empty(), "{:?}", c.violations);
+        sim
+    }
+
+    #[test]
+    fn a_healthy_commit_passes_every_check() {
+        let mut sim = ensemble_with_a_commit(1);
+        let mut c = sim.checker.take().expect("enabled");
+        c.check_end(&sim);
+        assert!(c.violations.is_empty(), "{:?}", c.violations);
+        assert_eq!(c.stats.establishments, 1);
+    }
+
+    #[test]
+    fn losing_a_committed_txn_from_two_logs_is_caught() {
+        let mut sim = ensemble_with_a_commit(2);
+        // Two disks drop everything (as a TRUNC to 0 would): the txn is on one log only.
+        for node in [0, 1] {
+            sim.nodes[node]
+                .disk
+                .pending
+                .push(DiskOp::Cmd(DiskCommand::Truncate {
+                    zxid: 0,
+                    reload: false,
+                }));
+            sim.schedule_fsync(node);
+        }
+        sim.run_for(50);
+        let c = sim.checker.as_ref().expect("enabled");
+        let caught: Vec<&str> = c.violations.iter().map(|v| v.property).collect();
+        assert!(caught.contains(&"CommittedOnQuorum"), "{caught:?}");
+        assert!(
+            caught.contains(&"SyncNeverTruncatesCommitted"),
+            "{caught:?}"
+        );
+    }
+}
