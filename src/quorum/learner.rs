@@ -151,9 +151,10 @@ impl Learner {
         Ok(())
     }
 
-    /// The next time `on_tick` has work.
+    /// The next time `on_tick` has work: the retry, when one waits (the deadline is set anew
+    /// when it connects).
     pub fn next_tick_ms(&self) -> i64 {
-        self.retry_at_ms.unwrap_or(i64::MAX).min(self.deadline_ms)
+        self.retry_at_ms.unwrap_or(self.deadline_ms)
     }
 
     pub fn on_tick(
@@ -346,6 +347,9 @@ impl Learner {
         out: &mut Vec<PeerOutput>,
     ) -> Result<(), Leave> {
         warn!("Truncating log to get in sync with the leader 0x{zxid:x}");
+        if cfg!(feature = "bug-skip-trunc") {
+            return self.on_diff(zxid, r); // negative control (Cargo.toml): keep the log
+        }
         self.mode = SyncMode::Trunc;
         let reload = zxid < r.zk.tree().last_processed_zxid();
         r.tail.retain(|e| e.header.zxid <= zxid);
@@ -485,6 +489,9 @@ impl Learner {
         log::debug!("PROPOSAL 0x{:x} logged", entry.header.zxid);
         r.tail.push_back(entry.clone());
         r.log(vec![entry], out);
+        if cfg!(feature = "bug-ack-before-fsync") {
+            self.send_acks(r, out); // negative control (Cargo.toml): ACK before the fsync
+        }
         Ok(())
     }
 
@@ -546,7 +553,11 @@ impl Learner {
         if !self.can_ack || self.observer {
             return;
         }
-        let durable = r.durable;
+        let durable = if cfg!(feature = "bug-ack-before-fsync") {
+            r.last_logged
+        } else {
+            r.durable
+        };
         let acked = self.acked_through;
         let zxids: Vec<i64> = r
             .tail

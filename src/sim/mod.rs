@@ -7,6 +7,10 @@
 //! - Disk: appends and disk commands become durable together at a simulated fsync; a crash
 //!   loses everything not yet durable.
 //! - Clients: tests feed client inputs to a node and read the outputs it produced.
+//! - Faults: crashes and restarts, symmetric partitions, broken quorum links, slow fsyncs.
+//!   Messages on a link are never dropped or duplicated (it is TCP); links break instead.
+//! - Checkers ([`checker`]), when enabled, run after every step; [`workload`] drives
+//!   simulated clients and [`sweep`] runs seeded fault schedules with both.
 
 use crate::config::{Config, PeerType, ServerLine};
 use crate::jute::quorum::QuorumPacket;
@@ -18,6 +22,13 @@ use crate::server::{CnxnId, Input, Output, SyncCounters};
 use crate::tree::DataTree;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+
+pub mod checker;
+pub mod sweep;
+pub mod workload;
+
+/// Ticks at one virtual instant before the simulator calls it a livelock.
+pub const TICKS_PER_INSTANT_MAX: u32 = 10_000;
 
 /// xorshift64*: deterministic and good enough to pick delays and faults.
 #[derive(Clone, Debug)]
@@ -60,6 +71,11 @@ pub struct SimDisk {
 enum DiskOp {
     Append(Vec<TxnEntry>),
     Cmd(DiskCommand),
+    /// A learner's SNAP, as the snapshot-file bytes the leader sent.
+    Snapshot {
+        zxid: i64,
+        bytes: Vec<u8>,
+    },
 }
 
 impl SimDisk {
@@ -114,12 +130,16 @@ pub struct SimNode {
     next_inbound: u64,
     /// Client-facing outputs, for tests to read.
     pub client_out: Vec<Output>,
+    /// Added to every fsync of this node (a slow disk).
+    pub fsync_extra_ms: i64,
 }
 
 enum Event {
     Deliver {
         node: usize,
         inc: u64,
+        /// The sending node, for packets on quorum links.
+        from: Option<usize>,
         input: PeerInput,
     },
     Fsync {
@@ -142,6 +162,8 @@ pub struct Sim {
     pub fsync_ms: (i64, i64),
     /// Every step taken, for a failing seed's report.
     pub steps: u64,
+    /// Safety checkers run after every step, when set.
+    pub checker: Option<Box<checker::Checker>>,
 }
 
 pub fn sim_config(n_voters: usize, n_observers: usize, me: usize) -> Config {
@@ -200,6 +222,7 @@ impl Sim {
                 links: BTreeMap::new(),
                 next_inbound: 0,
                 client_out: Vec::new(),
+                fsync_extra_ms: 0,
             })
             .collect();
         let mut sim = Sim {
@@ -213,6 +236,7 @@ impl Sim {
             max_delay_ms: 5,
             fsync_ms: (1, 4),
             steps: 0,
+            checker: None,
         };
         for i in 0..sim.nodes.len() {
             sim.start(i);
@@ -237,7 +261,9 @@ impl Sim {
         let mut out = Vec::new();
         peer.start(self.now_ms, &mut out);
         n.peer = Some(peer);
+        self.chk_started(node);
         self.route(node, out);
+        self.chk_after_step(node);
     }
 
     /// Kills a node: volatile state and undurable writes are lost; its links close.
@@ -250,6 +276,40 @@ impl Sim {
         let links: Vec<LinkId> = n.links.keys().copied().collect();
         for link in links {
             self.close_link(node, link);
+        }
+        self.chk_crashed(node);
+    }
+
+    /// True while the node runs.
+    pub fn is_up(&self, node: usize) -> bool {
+        self.nodes[node].peer.is_some()
+    }
+
+    /// Changes whenever the node crashes or restarts (its client connections are gone).
+    pub fn incarnation(&self, node: usize) -> u64 {
+        self.nodes[node].incarnation
+    }
+
+    /// Cuts `node` off from every other node.
+    pub fn isolate(&mut self, node: usize) {
+        for other in 0..self.nodes.len() {
+            if other != node {
+                self.partition(node, other);
+            }
+        }
+    }
+
+    /// Breaks every quorum link between `a` and `b` (both ends see it close); they may
+    /// reconnect at once.
+    pub fn break_links(&mut self, a: usize, b: usize) {
+        let links: Vec<LinkId> = self.nodes[a]
+            .links
+            .iter()
+            .filter(|(_, (r, _))| *r == b)
+            .map(|(l, _)| *l)
+            .collect();
+        for link in links {
+            self.close_link(a, link);
         }
     }
 
@@ -283,7 +343,13 @@ impl Sim {
 
     fn deliver(&mut self, node: usize, delay_ms: i64, input: PeerInput) {
         let inc = self.nodes[node].incarnation;
-        self.push(self.now_ms + delay_ms, Event::Deliver { node, inc, input });
+        let ev = Event::Deliver {
+            node,
+            inc,
+            from: None,
+            input,
+        };
+        self.push(self.now_ms + delay_ms, ev);
     }
 
     fn delay(&mut self) -> i64 {
@@ -292,25 +358,41 @@ impl Sim {
 
     /// Feeds a client input to a node now.
     pub fn client(&mut self, node: usize, input: Input) {
-        self.step_node(node, PeerInput::Client(input));
+        self.step_node(node, None, PeerInput::Client(input));
     }
 
-    fn step_node(&mut self, node: usize, input: PeerInput) {
+    fn step_node(&mut self, node: usize, from: Option<usize>, input: PeerInput) {
         let now = self.now_ms;
+        if self.nodes[node].peer.is_none() {
+            return;
+        }
+        self.chk_before_step(node, from, &input);
         let Some(peer) = self.nodes[node].peer.as_mut() else {
             return;
         };
+        sweep::set_log_context(now, node);
         let mut out = Vec::new();
         peer.step(now, input, &mut out);
         self.steps += 1;
         self.route(node, out);
+        self.chk_after_step(node);
     }
 
     fn route(&mut self, node: usize, out: Vec<PeerOutput>) {
         for o in out {
             match o {
                 PeerOutput::Server(Output::Append { entries }) => {
+                    self.chk_appended(node, &entries);
                     self.nodes[node].disk.pending.push(DiskOp::Append(entries));
+                    self.schedule_fsync(node);
+                }
+                PeerOutput::Disk(DiskCommand::InstallSnapshot { zxid, bytes }) => {
+                    let bytes = bytes.to_vec();
+                    self.chk_installing(node, zxid);
+                    self.nodes[node]
+                        .disk
+                        .pending
+                        .push(DiskOp::Snapshot { zxid, bytes });
                     self.schedule_fsync(node);
                 }
                 PeerOutput::Server(Output::Snapshot(_)) => {}
@@ -334,6 +416,7 @@ impl Sim {
                             .max(*self.link_clock.get(&(node, link)).unwrap_or(&0));
                         self.link_clock.insert((node, link), at);
                         let inc = self.nodes[remote].incarnation;
+                        self.chk_sent(node, remote, &packet);
                         let input = PeerInput::Packet {
                             link: rlink,
                             packet,
@@ -343,13 +426,18 @@ impl Sim {
                             Event::Deliver {
                                 node: remote,
                                 inc,
+                                from: Some(node),
                                 input,
                             },
                         );
                     }
                 }
-                PeerOutput::CloseLink { link } => self.close_link(node, link),
+                PeerOutput::CloseLink { link } => {
+                    self.chk_link_dropped(node, Some(link));
+                    self.close_link(node, link)
+                }
                 PeerOutput::CloseAllLinks => {
+                    self.chk_link_dropped(node, None);
                     let links: Vec<LinkId> = self.nodes[node].links.keys().copied().collect();
                     for link in links {
                         self.close_link(node, link);
@@ -408,6 +496,7 @@ impl Sim {
                 Event::Deliver {
                     node: n,
                     inc,
+                    from: None,
                     input: PeerInput::LinkClosed { link: l },
                 },
             );
@@ -420,19 +509,29 @@ impl Sim {
             return;
         }
         self.nodes[node].disk.fsync_scheduled = true;
-        let d = self.rng.range(self.fsync_ms.0, self.fsync_ms.1);
+        let d = self.rng.range(self.fsync_ms.0, self.fsync_ms.1) + self.nodes[node].fsync_extra_ms;
         let inc = self.nodes[node].incarnation;
         self.push(self.now_ms + d, Event::Fsync { node, inc });
     }
 
     /// Everything pending becomes durable, in order; the core hears about it in order.
     fn fsync(&mut self, node: usize) {
-        let disk = &mut self.nodes[node].disk;
-        disk.fsync_scheduled = false;
-        let ops = std::mem::take(&mut disk.pending);
+        self.nodes[node].disk.fsync_scheduled = false;
+        let ops = std::mem::take(&mut self.nodes[node].disk.pending);
         let mut notices = Vec::new();
         for op in ops {
+            self.chk_durable(node, &op);
+            let disk = &mut self.nodes[node].disk;
             match op {
+                DiskOp::Snapshot { zxid, bytes } => {
+                    notices.push(PeerInput::Client(Input::Persisted {
+                        zxid: disk.last_zxid(),
+                        sync: SyncCounters::default(),
+                    }));
+                    disk.base = Some((zxid, bytes));
+                    disk.log.clear();
+                    notices.push(PeerInput::Disk(DiskDone::SnapshotInstalled { zxid }));
+                }
                 DiskOp::Append(entries) => {
                     disk.log.extend(entries);
                 }
@@ -458,10 +557,8 @@ impl Sim {
                             });
                             DiskDone::Truncated { zxid, restored }
                         }
-                        DiskCommand::InstallSnapshot { zxid, bytes } => {
-                            disk.base = Some((zxid, bytes.to_vec()));
-                            disk.log.clear();
-                            DiskDone::SnapshotInstalled { zxid }
+                        DiskCommand::InstallSnapshot { .. } => {
+                            unreachable!("route turns snapshots into DiskOp::Snapshot")
                         }
                         DiskCommand::WriteEpoch { which, epoch } => {
                             match which {
@@ -475,17 +572,19 @@ impl Sim {
                 }
             }
         }
+        let zxid = self.nodes[node].disk.last_zxid();
         notices.push(PeerInput::Client(Input::Persisted {
-            zxid: disk.last_zxid(),
+            zxid,
             sync: SyncCounters::default(),
         }));
         for n in notices {
-            self.step_node(node, n);
+            self.step_node(node, None, n);
         }
     }
 
     /// Runs until `until_ms` of virtual time.
     pub fn run_until(&mut self, until_ms: i64) {
+        let (mut last_tick_at, mut same_instant_ticks) = (i64::MIN, 0u32);
         loop {
             let next_event = self.queue.keys().next().map(|k| k.0).unwrap_or(i64::MAX);
             let (tick_node, next_tick) = self
@@ -502,20 +601,41 @@ impl Sim {
             }
             self.now_ms = next;
             if next_tick <= next_event {
+                // A tick that leaves its timer in the past would spin forever here (and burn a
+                // core in the real driver): report it.
+                same_instant_ticks = if next == last_tick_at {
+                    same_instant_ticks + 1
+                } else {
+                    0
+                };
+                last_tick_at = next;
+                assert!(
+                    same_instant_ticks < TICKS_PER_INSTANT_MAX,
+                    "s{}'s timer stays at {next_tick} after its tick at {next} ({:?})",
+                    tick_node + 1,
+                    self.state(tick_node)
+                );
                 let now = self.now_ms;
                 if let Some(peer) = self.nodes[tick_node].peer.as_mut() {
+                    sweep::set_log_context(now, tick_node);
                     let mut out = Vec::new();
                     peer.tick(now, &mut out);
                     self.steps += 1;
                     self.route(tick_node, out);
+                    self.chk_after_step(tick_node);
                 }
                 continue;
             }
             let (_, ev) = self.queue.pop_first().expect("an event is due");
             match ev {
-                Event::Deliver { node, inc, input } => {
+                Event::Deliver {
+                    node,
+                    inc,
+                    from,
+                    input,
+                } => {
                     if self.nodes[node].incarnation == inc {
-                        self.step_node(node, input);
+                        self.step_node(node, from, input);
                     }
                 }
                 Event::Fsync { node, inc } => {
@@ -569,7 +689,7 @@ impl Sim {
         let Some(&link) = self.nodes[node].links.keys().nth(k) else {
             return false;
         };
-        self.step_node(node, PeerInput::Packet { link, packet });
+        self.step_node(node, None, PeerInput::Packet { link, packet });
         true
     }
 

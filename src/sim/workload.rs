@@ -1,0 +1,897 @@
+//! Simulated clients and the client-visible checks (ZooKeeper's guarantees as a client sees
+//! them), for the seeded sweep.
+//!
+//! Each client holds one connection at a time, to a random node, with at most one request
+//! outstanding (plus pings); when the connection goes (the node crashes, closes it, or stays
+//! silent for 2/3 of the session timeout) the request's outcome is unknown and the client
+//! moves on, keeping its session when the ensemble still knows it.
+//!
+//! Checked as replies arrive and once the ensemble is quiet:
+//! - **AckedWritesKept**: every client owns a few keys and is their only writer, so each
+//!   key's possible states are the acknowledged operations applied in order, each
+//!   unknown-outcome operation applied or not. Every reply and every read of an owned key
+//!   must fit them, and so must every node's tree at the end.
+//! - **SequentialUnique**: acknowledged sequential names are unique, and all exist at the end.
+//! - **MultiAtomic**: a multi's creates exist together or not at all.
+//! - **EphemeralLifetime**: ephemerals of live sessions exist; those of closed or expired
+//!   sessions are gone everywhere; after every session has expired, none is left.
+//! - **MonotonicReads**: a client never sees a zxid lower than one it saw before (it passes
+//!   the last one it saw when it reconnects, so this holds across servers).
+
+use super::checker::Violation;
+use super::{Sim, SimRng};
+use crate::jute::data::{perms, Acl, Id};
+use crate::jute::proto::{
+    create_mode, op, xid, Code, ConnectRequest, CreateRequest, DeleteRequest, MultiResult,
+    PathWatchRequest, ReplyHeader, Request, Response, SetDataRequest,
+};
+use crate::server::{CnxnId, Input, Output};
+use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+/// Owned keys per client.
+pub const KEYS_PER_CLIENT: usize = 3;
+
+/// Possible states kept per owned key before it is no longer checked.
+pub const POSSIBLE_STATES_MAX: usize = 32;
+
+/// Violations kept.
+pub const VIOLATIONS_MAX: usize = 8;
+
+/// How long a handshake may take before the client tries elsewhere.
+pub const CONNECT_TIMEOUT_MS: i64 = 1_000;
+
+#[derive(Clone, Debug)]
+pub struct WorkloadParams {
+    pub clients: usize,
+    /// Pause between a client's operations.
+    pub op_gap_ms: (i64, i64),
+    /// Requested session timeout (the servers clamp it).
+    pub session_timeout_ms: i32,
+}
+
+/// What the clients did.
+#[derive(Clone, Debug, Default)]
+pub struct WorkloadStats {
+    pub ops_sent: u64,
+    pub acked_ok: u64,
+    pub acked_err: u64,
+    pub unknown: u64,
+    pub reads: u64,
+    pub connects: u64,
+    pub sessions: u64,
+    pub sessions_expired: u64,
+    pub connections_lost: u64,
+}
+
+/// A key's state: absent, or (version, data id).
+type KeyState = Option<(i32, u64)>;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Setup {
+        path: String,
+    },
+    Create {
+        key: String,
+        data: u64,
+    },
+    Set {
+        key: String,
+        data: u64,
+        version: i32,
+    },
+    Delete {
+        key: String,
+        version: i32,
+    },
+    Read {
+        key: String,
+    },
+    CreateSeq,
+    CreateEph {
+        path: String,
+    },
+    Multi {
+        a: String,
+        b: String,
+        fail: bool,
+    },
+    ReadAny {
+        path: String,
+        children: bool,
+    },
+    CloseSession,
+}
+
+struct Conn {
+    node: usize,
+    cnxn: CnxnId,
+    incarnation: u64,
+    connected: bool,
+    opened_ms: i64,
+    last_recv_ms: i64,
+    last_send_ms: i64,
+}
+
+struct Outstanding {
+    xid: i32,
+    op: Op,
+    session: i64,
+}
+
+struct SimClient {
+    conn: Option<Conn>,
+    session: Option<(i64, i32)>,
+    last_zxid: i64,
+    xid: i32,
+    outstanding: Option<Outstanding>,
+    next_op_ms: i64,
+    reconnect_at_ms: i64,
+    names: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Applied,
+    NotApplied,
+    Unknown,
+}
+
+struct KeyModel {
+    possible: Vec<KeyState>,
+    overflow: bool,
+}
+
+/// The clients, what they were told, and the checks on it.
+pub struct Workload {
+    rng: SimRng,
+    params: WorkloadParams,
+    clients: Vec<SimClient>,
+    owner: BTreeMap<CnxnId, usize>,
+    next_cnxn: u64,
+    next_data: u64,
+    keys: BTreeMap<String, KeyModel>,
+    setup: Vec<String>,
+    seq_names: BTreeSet<String>,
+    multis: Vec<(String, String, Outcome)>,
+    /// Ephemerals created: (path, session, acknowledged).
+    ephemerals: Vec<(String, i64, bool)>,
+    /// Sessions whose close was acknowledged.
+    closed_sessions: BTreeSet<i64>,
+    pub violations: Vec<Violation>,
+    pub stats: WorkloadStats,
+    /// New operations are issued (off while the run drains).
+    pub issuing: bool,
+    /// Clients keep their sessions alive and reconnect (off to let every session expire).
+    pub active: bool,
+}
+
+fn open_acl() -> Vec<Acl> {
+    vec![Acl {
+        perms: perms::ALL,
+        id: Id {
+            scheme: "world".into(),
+            id: "anyone".into(),
+        },
+    }]
+}
+
+fn data_bytes(id: u64) -> Bytes {
+    Bytes::copy_from_slice(&id.to_be_bytes())
+}
+
+fn data_id(data: &Option<Bytes>) -> u64 {
+    match data {
+        Some(b) if b.len() == 8 => u64::from_be_bytes(b[..].try_into().expect("8 bytes")),
+        _ => u64::MAX,
+    }
+}
+
+fn create(path: &str, data: Option<Bytes>, flags: i32) -> Request {
+    Request::Create(
+        op::CREATE,
+        CreateRequest {
+            path: path.into(),
+            data,
+            acl: open_acl(),
+            flags,
+        },
+    )
+}
+
+/// What `op` does to an owned key in state `s`: the new state, the answer, and the new
+/// version on success.
+fn effect(s: KeyState, op: &Op) -> (KeyState, Code, Option<i32>) {
+    match (op, s) {
+        (Op::Create { data, .. }, None) => (Some((0, *data)), Code::Ok, Some(0)),
+        (Op::Create { .. }, Some(_)) => (s, Code::NodeExists, None),
+        (Op::Set { .. }, None) | (Op::Delete { .. }, None) => (s, Code::NoNode, None),
+        (Op::Set { data, version, .. }, Some((v, _))) => {
+            if *version == -1 || *version == v {
+                (Some((v + 1, *data)), Code::Ok, Some(v + 1))
+            } else {
+                (s, Code::BadVersion, None)
+            }
+        }
+        (Op::Delete { version, .. }, Some((v, _))) => {
+            if *version == -1 || *version == v {
+                (None, Code::Ok, None)
+            } else {
+                (s, Code::BadVersion, None)
+            }
+        }
+        _ => (s, Code::Ok, None),
+    }
+}
+
+impl Workload {
+    pub fn new(seed: u64, sim: &Sim, params: WorkloadParams) -> Workload {
+        let mut setup = vec!["/seq".to_owned(), "/eph".to_owned(), "/m".to_owned()];
+        let mut keys = BTreeMap::new();
+        for c in 0..params.clients {
+            setup.push(format!("/c{c}"));
+            for k in 0..KEYS_PER_CLIENT {
+                keys.insert(
+                    format!("/c{c}/k{k}"),
+                    KeyModel {
+                        possible: vec![None],
+                        overflow: false,
+                    },
+                );
+            }
+        }
+        let clients = (0..params.clients)
+            .map(|i| SimClient {
+                conn: None,
+                session: None,
+                last_zxid: 0,
+                xid: 0,
+                outstanding: None,
+                next_op_ms: sim.now_ms,
+                reconnect_at_ms: sim.now_ms + i as i64,
+                names: 0,
+            })
+            .collect();
+        Workload {
+            rng: SimRng::new(seed ^ 0x005e_edc1_1e47),
+            params,
+            clients,
+            owner: BTreeMap::new(),
+            next_cnxn: 1,
+            next_data: 1,
+            keys,
+            setup,
+            seq_names: BTreeSet::new(),
+            multis: Vec::new(),
+            ephemerals: Vec::new(),
+            closed_sessions: BTreeSet::new(),
+            violations: Vec::new(),
+            stats: WorkloadStats::default(),
+            issuing: true,
+            active: true,
+        }
+    }
+
+    fn violate(
+        violations: &mut Vec<Violation>,
+        sim: &Sim,
+        property: &'static str,
+        message: String,
+    ) {
+        if violations.len() < VIOLATIONS_MAX {
+            violations.push(Violation {
+                property,
+                message,
+                now_ms: sim.now_ms,
+                step: sim.steps,
+            });
+        }
+    }
+
+    /// True once the parent nodes exist.
+    pub fn setup_done(&self) -> bool {
+        self.setup.is_empty()
+    }
+
+    /// Requests still waiting for an answer.
+    pub fn outstanding(&self) -> usize {
+        self.clients
+            .iter()
+            .filter(|c| c.outstanding.is_some())
+            .count()
+    }
+
+    /// One round: read what the nodes answered, notice lost connections, reconnect, send.
+    pub fn step(&mut self, sim: &mut Sim) {
+        for node in 0..sim.nodes.len() {
+            for o in sim.take_client_out(node) {
+                self.on_output(sim, o);
+            }
+        }
+        for c in 0..self.clients.len() {
+            self.drive_client(sim, c);
+        }
+    }
+
+    fn on_output(&mut self, sim: &mut Sim, o: Output) {
+        let Some(cnxn) = o.cnxn() else {
+            return;
+        };
+        let Some(&c) = self.owner.get(&cnxn) else {
+            return;
+        };
+        match o {
+            Output::Connected { resp, close, .. } => self.on_connected(sim, c, resp, close),
+            Output::Reply { header, body, .. } => self.on_reply(sim, c, header, body),
+            Output::Close { .. } => self.lose_connection(sim, c),
+            _ => {}
+        }
+    }
+
+    fn on_connected(
+        &mut self,
+        sim: &mut Sim,
+        c: usize,
+        resp: crate::jute::proto::ConnectResponse,
+        close: bool,
+    ) {
+        let now = sim.now_ms;
+        if self.clients[c].conn.is_none() {
+            return;
+        }
+        if close {
+            // Refused: our session is gone (expired or closed).
+            if let Some((s, _)) = self.clients[c].session.take() {
+                self.stats.sessions_expired += 1;
+                sim.note(format_args!("client {c}: session 0x{s:x} expired"));
+            }
+            self.lose_connection(sim, c);
+            return;
+        }
+        let client = &mut self.clients[c];
+        let conn = client.conn.as_mut().expect("checked above");
+        conn.connected = true;
+        conn.last_recv_ms = now;
+        match client.session {
+            Some((s, _)) if s != resp.session_id => {
+                let msg = format!(
+                    "client {c} reconnected with session 0x{s:x} and got 0x{:x}",
+                    resp.session_id
+                );
+                Self::violate(&mut self.violations, sim, "SessionIdentity", msg);
+            }
+            Some(_) => {}
+            None => {
+                client.session = Some((resp.session_id, resp.time_out));
+                self.stats.sessions += 1;
+            }
+        }
+    }
+
+    fn on_reply(&mut self, sim: &mut Sim, c: usize, header: ReplyHeader, body: Response) {
+        if header.xid == xid::NOTIFICATION {
+            return;
+        }
+        let now = sim.now_ms;
+        let client = &mut self.clients[c];
+        if let Some(conn) = client.conn.as_mut() {
+            conn.last_recv_ms = now;
+        }
+        if header.zxid < client.last_zxid {
+            let msg = format!(
+                "client {c} (session {:x?}) saw zxid 0x{:x} after 0x{:x} (reply to xid {})",
+                client.session.map(|s| s.0),
+                header.zxid,
+                client.last_zxid,
+                header.xid
+            );
+            Self::violate(&mut self.violations, sim, "MonotonicReads", msg);
+        }
+        client.last_zxid = client.last_zxid.max(header.zxid);
+        if header.xid == xid::PING {
+            return;
+        }
+        let Some(out) = client.outstanding.take_if(|o| o.xid == header.xid) else {
+            return;
+        };
+        let code = Code::from_i32(header.err).unwrap_or(Code::SystemError);
+        if code == Code::Ok {
+            self.stats.acked_ok += 1;
+        } else {
+            self.stats.acked_err += 1;
+        }
+        self.resolve(sim, c, out, Some((code, body)));
+    }
+
+    /// An operation's answer (`None`: unknown, the connection is gone).
+    fn resolve(
+        &mut self,
+        sim: &mut Sim,
+        c: usize,
+        out: Outstanding,
+        answer: Option<(Code, Response)>,
+    ) {
+        match out.op {
+            Op::Setup { path } => {
+                if matches!(answer, Some((Code::Ok | Code::NodeExists, _))) {
+                    self.setup.retain(|p| *p != path);
+                }
+            }
+            Op::Create { ref key, .. } | Op::Set { ref key, .. } | Op::Delete { ref key, .. } => {
+                let key = key.clone();
+                self.resolve_owned(sim, c, &key, &out.op, answer);
+            }
+            Op::Read { key } => {
+                let Some((code, body)) = answer else {
+                    return;
+                };
+                self.stats.reads += 1;
+                let seen: KeyState = match (code, body) {
+                    (Code::Ok, Response::GetData(data, stat)) => {
+                        Some((stat.version, data_id(&data)))
+                    }
+                    (Code::NoNode, _) => None,
+                    _ => return,
+                };
+                let model = &self.keys[&key];
+                if !model.overflow && !model.possible.contains(&seen) {
+                    let msg = format!(
+                        "client {c} reads {key} as {seen:?}; its own writes allow only {:?}",
+                        model.possible
+                    );
+                    Self::violate(&mut self.violations, sim, "AckedWritesKept", msg);
+                }
+            }
+            Op::CreateSeq => {
+                if let Some((Code::Ok, Response::Create(name))) = answer {
+                    if !self.seq_names.insert(name.clone()) {
+                        let msg = format!("sequential name {name} was handed out twice");
+                        Self::violate(&mut self.violations, sim, "SequentialUnique", msg);
+                    }
+                }
+            }
+            Op::CreateEph { path } => match answer {
+                Some((Code::Ok, _)) => self.ephemerals.push((path, out.session, true)),
+                None => self.ephemerals.push((path, out.session, false)),
+                Some(_) => {}
+            },
+            Op::Multi { a, b, fail } => {
+                let outcome = match answer {
+                    None => Outcome::Unknown,
+                    Some((Code::Ok, Response::Multi(results))) => {
+                        if results.iter().any(|r| matches!(r, MultiResult::Error(_))) {
+                            Outcome::NotApplied
+                        } else {
+                            Outcome::Applied
+                        }
+                    }
+                    Some(_) => Outcome::NotApplied,
+                };
+                if fail && outcome == Outcome::Applied {
+                    let msg = format!("multi creating {a} and {b} with a failing op succeeded");
+                    Self::violate(&mut self.violations, sim, "MultiAtomic", msg);
+                }
+                self.multis.push((a, b, outcome));
+            }
+            Op::ReadAny { .. } => {
+                if answer.is_some() {
+                    self.stats.reads += 1;
+                }
+            }
+            Op::CloseSession => {
+                if let Some((Code::Ok, _)) = answer {
+                    self.closed_sessions.insert(out.session);
+                    let client = &mut self.clients[c];
+                    if client.session.map(|s| s.0) == Some(out.session) {
+                        client.session = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn resolve_owned(
+        &mut self,
+        sim: &mut Sim,
+        c: usize,
+        key: &str,
+        op: &Op,
+        answer: Option<(Code, Response)>,
+    ) {
+        let model = self.keys.get_mut(key).expect("owned key");
+        if model.overflow {
+            return;
+        }
+        let mut next: Vec<KeyState> = Vec::new();
+        match answer {
+            None => {
+                for &s in &model.possible {
+                    next.push(s);
+                    next.push(effect(s, op).0);
+                }
+            }
+            Some((code, body)) => {
+                if !matches!(
+                    code,
+                    Code::Ok | Code::NodeExists | Code::NoNode | Code::BadVersion
+                ) {
+                    // Refused before it became a transaction (session expired, ...).
+                    return;
+                }
+                let version = match (&code, &body) {
+                    (Code::Ok, Response::Stat(stat)) => Some(stat.version),
+                    _ => None,
+                };
+                for &s in &model.possible {
+                    let (ns, want, v) = effect(s, op);
+                    let version_ok = version.is_none() || version == v;
+                    if want == code && version_ok {
+                        next.push(ns);
+                    }
+                }
+                if next.is_empty() {
+                    let msg = format!(
+                        "client {c}: {op:?} answered {code:?} (version {version:?}), impossible from {:?}",
+                        model.possible
+                    );
+                    Self::violate(&mut self.violations, sim, "AckedWritesKept", msg);
+                    model.overflow = true;
+                    return;
+                }
+            }
+        }
+        next.sort_unstable();
+        next.dedup();
+        if next.len() > POSSIBLE_STATES_MAX {
+            model.overflow = true;
+        }
+        model.possible = next;
+    }
+
+    /// The connection is gone (closed by either side, or its node crashed); as the client
+    /// thread does, the node hears that it closed.
+    fn lose_connection(&mut self, sim: &mut Sim, c: usize) {
+        let client = &mut self.clients[c];
+        let Some(conn) = client.conn.take() else {
+            return;
+        };
+        self.owner.remove(&conn.cnxn);
+        self.stats.connections_lost += 1;
+        if sim.is_up(conn.node) && sim.incarnation(conn.node) == conn.incarnation {
+            sim.client(conn.node, Input::Closed { cnxn: conn.cnxn });
+        }
+        let backoff = self.rng.range(10, 200);
+        let client = &mut self.clients[c];
+        client.reconnect_at_ms = sim.now_ms + backoff;
+        if let Some(out) = client.outstanding.take() {
+            self.stats.unknown += 1;
+            self.resolve(sim, c, out, None);
+        }
+    }
+
+    fn drive_client(&mut self, sim: &mut Sim, c: usize) {
+        let now = sim.now_ms;
+        if let Some(conn) = &self.clients[c].conn {
+            let gone = !sim.is_up(conn.node) || sim.incarnation(conn.node) != conn.incarnation;
+            let timeout = self.clients[c].session.map_or(4_000, |s| s.1 as i64);
+            let silent = if conn.connected {
+                now - conn.last_recv_ms > timeout * 2 / 3
+            } else {
+                now - conn.opened_ms > CONNECT_TIMEOUT_MS
+            };
+            if gone || silent || !self.active {
+                self.lose_connection(sim, c);
+                return;
+            }
+        }
+        if !self.active {
+            return;
+        }
+        if self.clients[c].conn.is_none() {
+            if now >= self.clients[c].reconnect_at_ms {
+                self.connect(sim, c);
+            }
+            return;
+        }
+        let client = &self.clients[c];
+        let conn = client.conn.as_ref().expect("connected");
+        if !conn.connected {
+            return;
+        }
+        let timeout = client.session.map_or(4_000, |s| s.1 as i64);
+        if client.outstanding.is_none() && now >= client.next_op_ms {
+            let op = if !self.setup.is_empty() {
+                (c == 0).then(|| Op::Setup {
+                    path: self.setup[0].clone(),
+                })
+            } else if self.issuing {
+                Some(self.pick_op(c))
+            } else {
+                None
+            };
+            if let Some(op) = op {
+                self.send_op(sim, c, op);
+                return;
+            }
+        }
+        let conn = self.clients[c].conn.as_ref().expect("connected");
+        if now - conn.last_send_ms >= timeout / 3 {
+            let (node, cnxn) = (conn.node, conn.cnxn);
+            self.clients[c]
+                .conn
+                .as_mut()
+                .expect("connected")
+                .last_send_ms = now;
+            sim.client(
+                node,
+                Input::Request {
+                    cnxn,
+                    xid: xid::PING,
+                    req: Request::Ping,
+                },
+            );
+        }
+    }
+
+    fn connect(&mut self, sim: &mut Sim, c: usize) {
+        let node = self.rng.range(0, sim.nodes.len() as i64 - 1) as usize;
+        let cnxn = (self.next_cnxn << 8) | c as u64;
+        self.next_cnxn += 1;
+        self.stats.connects += 1;
+        let now = sim.now_ms;
+        let client = &mut self.clients[c];
+        client.conn = Some(Conn {
+            node,
+            cnxn,
+            incarnation: sim.incarnation(node),
+            connected: false,
+            opened_ms: now,
+            last_recv_ms: now,
+            last_send_ms: now,
+        });
+        self.owner.insert(cnxn, c);
+        if !sim.is_up(node) {
+            return; // noticed as lost on the next round
+        }
+        let (session_id, passwd) = match client.session {
+            Some((s, _)) => (
+                s,
+                Bytes::copy_from_slice(&crate::session::session_password(s)),
+            ),
+            None => (0, Bytes::from_static(&[0; 16])),
+        };
+        let req = ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: client.last_zxid,
+            time_out: self.params.session_timeout_ms,
+            session_id,
+            passwd,
+            read_only: Some(false),
+        };
+        let peer: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 40_000 + c as u16));
+        sim.client(node, Input::Accepted { cnxn, peer });
+        if self.owner.contains_key(&cnxn) {
+            sim.client(node, Input::Connect { cnxn, req });
+        }
+    }
+
+    fn key(&mut self, c: usize) -> String {
+        let k = self.rng.range(0, KEYS_PER_CLIENT as i64 - 1);
+        format!("/c{c}/k{k}")
+    }
+
+    fn pick_op(&mut self, c: usize) -> Op {
+        let roll = self.rng.range(0, 99);
+        let data = self.next_data;
+        self.next_data += 1;
+        let key = self.key(c);
+        let known = match &self.keys[&key].possible[..] {
+            [s] => Some(*s),
+            _ => None,
+        };
+        let name = self.clients[c].names;
+        self.clients[c].names += 1;
+        match roll {
+            0..=19 => Op::Create { key, data },
+            20..=44 => {
+                let version = match known {
+                    Some(Some((v, _))) if self.rng.chance(70) => v,
+                    Some(Some((v, _))) if self.rng.chance(50) => v - 1,
+                    _ => -1,
+                };
+                Op::Set { key, data, version }
+            }
+            45..=52 => {
+                let version = match known {
+                    Some(Some((v, _))) if self.rng.chance(50) => v,
+                    _ => -1,
+                };
+                Op::Delete { key, version }
+            }
+            53..=64 => Op::Read { key },
+            65..=74 => Op::CreateSeq,
+            75..=82 => Op::CreateEph {
+                path: format!("/eph/c{c}-{name}"),
+            },
+            83..=89 => Op::Multi {
+                a: format!("/m/c{c}-{name}-a"),
+                b: format!("/m/c{c}-{name}-b"),
+                fail: self.rng.chance(30),
+            },
+            90..=97 => Op::ReadAny {
+                path: ["/seq", "/eph", "/m"][self.rng.range(0, 2) as usize].to_owned(),
+                children: self.rng.chance(50),
+            },
+            _ => Op::CloseSession,
+        }
+    }
+
+    fn send_op(&mut self, sim: &mut Sim, c: usize, op: Op) {
+        let req = match &op {
+            Op::Setup { path } => create(path, None, create_mode::PERSISTENT),
+            Op::Create { key, data } => {
+                create(key, Some(data_bytes(*data)), create_mode::PERSISTENT)
+            }
+            Op::Set { key, data, version } => Request::SetData(SetDataRequest {
+                path: key.clone(),
+                data: Some(data_bytes(*data)),
+                version: *version,
+            }),
+            Op::Delete { key, version } => Request::Delete(DeleteRequest {
+                path: key.clone(),
+                version: *version,
+            }),
+            Op::Read { key } => Request::GetData(PathWatchRequest {
+                path: key.clone(),
+                watch: false,
+            }),
+            Op::CreateSeq => create("/seq/s-", None, create_mode::PERSISTENT_SEQUENTIAL),
+            Op::CreateEph { path } => create(path, None, create_mode::EPHEMERAL),
+            Op::Multi { a, b, fail } => {
+                let mut ops = vec![create(a, None, 0), create(b, None, 0)];
+                if *fail {
+                    ops.push(Request::Delete(DeleteRequest {
+                        path: "/m/absent".into(),
+                        version: -1,
+                    }));
+                }
+                Request::Multi(ops)
+            }
+            Op::ReadAny { path, children } => {
+                let r = PathWatchRequest {
+                    path: path.clone(),
+                    watch: false,
+                };
+                if *children {
+                    Request::GetChildren(r)
+                } else {
+                    Request::Exists(r)
+                }
+            }
+            Op::CloseSession => Request::CloseSession,
+        };
+        let gap = self
+            .rng
+            .range(self.params.op_gap_ms.0, self.params.op_gap_ms.1);
+        let now = sim.now_ms;
+        let client = &mut self.clients[c];
+        client.xid += 1;
+        let xid = client.xid;
+        client.next_op_ms = now + gap;
+        let session = client.session.map_or(0, |s| s.0);
+        let conn = client.conn.as_mut().expect("connected");
+        conn.last_send_ms = now;
+        let (node, cnxn) = (conn.node, conn.cnxn);
+        client.outstanding = Some(Outstanding { xid, op, session });
+        self.stats.ops_sent += 1;
+        sim.client(node, Input::Request { cnxn, xid, req });
+    }
+
+    // ----- checks on a quiet ensemble -----
+
+    /// Checks every serving node's tree against what the clients were told. `sessions_over`:
+    /// every session has expired since (none may hold an ephemeral).
+    pub fn check_trees(&mut self, sim: &Sim, sessions_over: bool) -> Vec<Violation> {
+        let mut found = Vec::new();
+        let mut v = |property: &'static str, message: String| {
+            if found.len() < VIOLATIONS_MAX {
+                found.push(Violation {
+                    property,
+                    message,
+                    now_ms: sim.now_ms,
+                    step: sim.steps,
+                });
+            }
+        };
+        let live: BTreeSet<i64> = self
+            .clients
+            .iter()
+            .filter(|c| c.conn.as_ref().is_some_and(|x| x.connected))
+            .filter_map(|c| c.session.map(|s| s.0))
+            .collect();
+        for node in 0..sim.nodes.len() {
+            let sid = node + 1;
+            let Some(peer) = sim.nodes[node].peer.as_ref().filter(|p| p.is_serving()) else {
+                continue;
+            };
+            let tree = peer.tree();
+            for (key, model) in &self.keys {
+                if model.overflow {
+                    continue;
+                }
+                let seen: KeyState = tree.node(key).map(|n| (n.stat.version, data_id(&n.data)));
+                if !model.possible.contains(&seen) {
+                    v(
+                        "AckedWritesKept",
+                        format!(
+                            "s{sid} holds {key} as {seen:?}; the clients' answers allow only {:?}",
+                            model.possible
+                        ),
+                    );
+                }
+            }
+            for name in &self.seq_names {
+                if tree.node(name).is_none() {
+                    v(
+                        "AckedWritesKept",
+                        format!("s{sid} lacks acknowledged sequential node {name}"),
+                    );
+                }
+            }
+            for (a, b, outcome) in &self.multis {
+                let (ha, hb) = (tree.node(a).is_some(), tree.node(b).is_some());
+                let ok = match outcome {
+                    Outcome::Applied => ha && hb,
+                    Outcome::NotApplied => !ha && !hb,
+                    Outcome::Unknown => ha == hb,
+                };
+                if !ok {
+                    v(
+                        "MultiAtomic",
+                        format!("s{sid}: multi {a}, {b} ({outcome:?}) left {a}: {ha}, {b}: {hb}"),
+                    );
+                }
+            }
+            for (path, session, acked) in &self.ephemerals {
+                let n = tree.node(path);
+                if let Some(n) = n {
+                    if n.stat.ephemeral_owner != *session {
+                        v(
+                            "EphemeralLifetime",
+                            format!(
+                                "s{sid}: {path} is owned by 0x{:x}, created by 0x{session:x}",
+                                n.stat.ephemeral_owner
+                            ),
+                        );
+                    }
+                }
+                // An acknowledged close is committed; an expiry takes a timeout to be sure.
+                let dead = self.closed_sessions.contains(session) || sessions_over;
+                if dead && n.is_some() {
+                    v(
+                        "EphemeralLifetime",
+                        format!("s{sid} keeps {path} of gone session 0x{session:x}"),
+                    );
+                }
+                if *acked && live.contains(session) && n.is_none() {
+                    v(
+                        "EphemeralLifetime",
+                        format!("s{sid} lost {path} of live session 0x{session:x}"),
+                    );
+                }
+            }
+            if sessions_over {
+                let left = tree.ephemeral_count();
+                if left > 0 {
+                    v(
+                        "EphemeralLifetime",
+                        format!("s{sid} still holds {left} ephemerals after every session expired"),
+                    );
+                }
+            }
+        }
+        found
+    }
+}
