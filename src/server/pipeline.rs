@@ -501,13 +501,7 @@ impl ZooKeeperServer {
             self.session_owner.insert(id, LOCAL_OWNER);
         }
         if !valid {
-            info!("Invalid session 0x{id:x} for client, probably expired");
-            let resp = ConnectResponse {
-                passwd: Bytes::from_static(&[0; 16]),
-                read_only: req.read_only.map(|_| false),
-                ..ConnectResponse::default()
-            };
-            self.send_connected(cnxn, resp, true, out);
+            self.refuse_session(cnxn, id, req.read_only, out);
             return;
         }
         if let Some(old) = self.session_cnxn.get(&id).copied() {
@@ -520,6 +514,24 @@ impl ZooKeeperServer {
         self.bind_session(cnxn, id, timeout_ms);
         let resp = self.connect_response(id, timeout_ms, req.read_only);
         self.send_connected(cnxn, resp, false, out);
+    }
+
+    /// ZooKeeper's answer to a reconnect with an expired or unknown session: a zero session
+    /// and password, then the connection closes.
+    fn refuse_session(
+        &mut self,
+        cnxn: CnxnId,
+        session: SessionId,
+        read_only: Option<bool>,
+        out: &mut Vec<Output>,
+    ) {
+        info!("Invalid session 0x{session:x} for client, probably expired");
+        let resp = ConnectResponse {
+            passwd: Bytes::from_static(&[0; 16]),
+            read_only: read_only.map(|_| false),
+            ..ConnectResponse::default()
+        };
+        self.send_connected(cnxn, resp, true, out);
     }
 
     fn send_connected(
@@ -1242,13 +1254,7 @@ impl ZooKeeperServer {
                 continue;
             }
             if !valid {
-                info!("Invalid session 0x{session:x} for client, probably expired");
-                let resp = ConnectResponse {
-                    passwd: Bytes::from_static(&[0; 16]),
-                    read_only: r.read_only.map(|_| false),
-                    ..ConnectResponse::default()
-                };
-                self.send_connected(cnxn, resp, true, out);
+                self.refuse_session(cnxn, session, r.read_only, out);
                 continue;
             }
             self.sessions.track(session, r.timeout_ms, now_ms);

@@ -15,6 +15,48 @@ fn open_acl() -> Vec<Acl> {
     }]
 }
 
+/// What a handshake got: the session and read-only flag it was given, or `None` when the
+/// server refused it (a zero session with close, or a plain close).
+type Handshake = Option<(i64, Option<bool>)>;
+
+/// Opens connection `n` to `node` and sends a handshake for `session` (0 for a new one).
+fn handshake(
+    sim: &mut Sim,
+    node: usize,
+    n: u64,
+    session: i64,
+    read_only: bool,
+) -> (CnxnId, Handshake) {
+    let cnxn = sim_cnxn(node, n);
+    let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+    sim.client(node, Input::Accepted { cnxn, peer });
+    let passwd = if session == 0 {
+        Bytes::from_static(&[0; 16])
+    } else {
+        Bytes::copy_from_slice(&crate::session::session_password(session))
+    };
+    let req = ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: 0,
+        time_out: 30_000,
+        session_id: session,
+        passwd,
+        read_only: Some(read_only),
+    };
+    sim.client(node, Input::Connect { cnxn, req });
+    let answer = wait_for(sim, node, 2_000, |o| match o {
+        Output::Connected {
+            cnxn: x,
+            resp,
+            close,
+        } if *x == cnxn => Some((!*close).then_some((resp.session_id, resp.read_only))),
+        Output::Close { cnxn: x } if *x == cnxn => Some(None),
+        _ => None,
+    })
+    .expect("an answer to the handshake");
+    (cnxn, answer)
+}
+
 /// A simulated client: one connection to one node.
 struct Client {
     node: usize,
@@ -25,23 +67,8 @@ struct Client {
 
 impl Client {
     fn connect(sim: &mut Sim, node: usize, n: u64) -> Client {
-        let cnxn = sim_cnxn(node, n);
-        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        sim.client(node, Input::Accepted { cnxn, peer });
-        let req = ConnectRequest {
-            protocol_version: 0,
-            last_zxid_seen: 0,
-            time_out: 30_000,
-            session_id: 0,
-            passwd: Bytes::from_static(&[0; 16]),
-            read_only: Some(false),
-        };
-        sim.client(node, Input::Connect { cnxn, req });
-        let session = wait_for(sim, node, 2_000, |o| match o {
-            Output::Connected { cnxn: c, resp, .. } if *c == cnxn => Some(resp.session_id),
-            _ => None,
-        })
-        .expect("session established");
+        let (cnxn, answer) = handshake(sim, node, n, 0, false);
+        let (session, _) = answer.expect("session established");
         Client {
             node,
             cnxn,
@@ -360,28 +387,8 @@ fn a_session_moves_to_another_server_with_its_ephemerals() {
     sim.run_for(100);
     sim.crash(a);
     // Reconnect to b with the same session.
-    let cnxn = sim_cnxn(b, 9);
-    let peer: SocketAddr = "127.0.0.1:5001".parse().unwrap();
-    sim.client(b, Input::Accepted { cnxn, peer });
-    let req = ConnectRequest {
-        protocol_version: 0,
-        last_zxid_seen: 0,
-        time_out: 30_000,
-        session_id: c.session,
-        passwd: Bytes::copy_from_slice(&crate::session::session_password(c.session)),
-        read_only: Some(false),
-    };
-    sim.client(b, Input::Connect { cnxn, req });
-    let resp = wait_for(&mut sim, b, 2_000, |o| match o {
-        Output::Connected {
-            cnxn: x,
-            resp,
-            close,
-        } if *x == cnxn => Some((resp.session_id, *close)),
-        _ => None,
-    })
-    .expect("an answer");
-    assert_eq!(resp, (c.session, false));
+    let (_, answer) = handshake(&mut sim, b, 9, c.session, false);
+    assert_eq!(answer.map(|a| a.0), Some(c.session));
     // The session's timeout is 2 s here (maxSessionTimeout = 20 ticks of 100 ms).
     sim.run_for(1_000);
     assert!(
@@ -395,22 +402,7 @@ fn a_session_moves_to_another_server_with_its_ephemerals() {
         "ephemeral kept while the session lives"
     );
     // A made-up session is refused.
-    let cnxn2 = sim_cnxn(b, 10);
-    sim.client(b, Input::Accepted { cnxn: cnxn2, peer });
-    let req = ConnectRequest {
-        protocol_version: 0,
-        last_zxid_seen: 0,
-        time_out: 30_000,
-        session_id: 0x77,
-        passwd: Bytes::copy_from_slice(&crate::session::session_password(0x77)),
-        read_only: Some(false),
-    };
-    sim.client(b, Input::Connect { cnxn: cnxn2, req });
-    let refused = wait_for(&mut sim, b, 2_000, |o| match o {
-        Output::Connected { cnxn: x, close, .. } if *x == cnxn2 => Some(*close),
-        _ => None,
-    });
-    assert_eq!(refused, Some(true));
+    assert_eq!(handshake(&mut sim, b, 10, 0x77, false).1, None);
 }
 
 #[test]
@@ -467,46 +459,10 @@ fn without_a_quorum_writes_stop_but_read_only_clients_read() {
     sim.run_for(3_000);
     assert_eq!(sim.state(survivor), Some(ServerState::Looking));
     // A read-write client is turned away.
-    let cnxn = sim_cnxn(survivor, 5);
-    let peer: SocketAddr = "127.0.0.1:5002".parse().unwrap();
-    sim.client(survivor, Input::Accepted { cnxn, peer });
-    let mut req = ConnectRequest {
-        protocol_version: 0,
-        last_zxid_seen: 0,
-        time_out: 30_000,
-        session_id: 0,
-        passwd: Bytes::from_static(&[0; 16]),
-        read_only: Some(false),
-    };
-    sim.client(
-        survivor,
-        Input::Connect {
-            cnxn,
-            req: req.clone(),
-        },
-    );
-    let closed = wait_for(&mut sim, survivor, 500, |o| match o {
-        Output::Close { cnxn: x } if *x == cnxn => Some(()),
-        Output::Connected { cnxn: x, .. } if *x == cnxn => {
-            panic!("a read-write session without a quorum")
-        }
-        _ => None,
-    });
-    assert!(closed.is_some());
+    assert_eq!(handshake(&mut sim, survivor, 5, 0, false).1, None);
     // A read-only client reads, and its writes fail with NotReadOnly.
-    let cnxn = sim_cnxn(survivor, 6);
-    sim.client(survivor, Input::Accepted { cnxn, peer });
-    req.read_only = Some(true);
-    sim.client(survivor, Input::Connect { cnxn, req });
-    let ro = wait_for(&mut sim, survivor, 500, |o| match o {
-        Output::Connected {
-            cnxn: x,
-            resp,
-            close: false,
-        } if *x == cnxn => Some(resp.read_only),
-        _ => None,
-    });
-    assert_eq!(ro, Some(Some(true)));
+    let (cnxn, answer) = handshake(&mut sim, survivor, 6, 0, true);
+    assert_eq!(answer.map(|a| a.1), Some(Some(true)));
     let get = Request::GetData(crate::jute::proto::PathWatchRequest {
         path: "/ro".into(),
         watch: false,
@@ -549,27 +505,8 @@ fn requests_from_an_abandoned_connection_get_session_moved() {
     let mut old = Client::connect(&mut sim, a, 1);
     assert_eq!(old.create(&mut sim, "/first"), 0);
     // The client moves to b while its connection to a still looks alive to a.
-    let cnxn = sim_cnxn(b, 7);
-    let peer: SocketAddr = "127.0.0.1:5003".parse().unwrap();
-    sim.client(b, Input::Accepted { cnxn, peer });
-    let req = ConnectRequest {
-        protocol_version: 0,
-        last_zxid_seen: 0,
-        time_out: 30_000,
-        session_id: old.session,
-        passwd: Bytes::copy_from_slice(&crate::session::session_password(old.session)),
-        read_only: Some(false),
-    };
-    sim.client(b, Input::Connect { cnxn, req });
-    let moved = wait_for(&mut sim, b, 2_000, |o| match o {
-        Output::Connected {
-            cnxn: x,
-            close: false,
-            ..
-        } if *x == cnxn => Some(()),
-        _ => None,
-    });
-    assert!(moved.is_some());
+    let (cnxn, answer) = handshake(&mut sim, b, 7, old.session, false);
+    assert!(answer.is_some());
     let mut new = Client {
         node: b,
         cnxn,
