@@ -156,3 +156,23 @@ fn regression(seeds: &[u64]) {
 fn regression_new_leader_before_trunc_reload() {
     regression(&[10, 27, 95, 97]);
 }
+
+/// Fixed: a TRUNC's tree reload that completed after the learner had re-synced (slow disk)
+/// set lastLoggedZxid to the reloaded tree, forgetting the proposals the new sync had logged
+/// behind the truncation: the next sync sent them again (a durable log with 0xf00000001 after
+/// 0xf00000005, seed 2860: LogZxidOrder) or the next proposal "did not follow" (seeds 1822,
+/// 2530, 2832: NoProtocolError).
+#[test]
+fn regression_reload_keeps_proposals_logged_after_the_truncation() {
+    install_log_capture();
+    let reports = run_seeds(
+        &[1822, 2530, 2832, 2860],
+        threads(),
+        &SweepOptions::default(),
+    );
+    let failed: Vec<&SeedReport> = reports.iter().filter(|r| r.failed()).collect();
+    for r in &failed {
+        eprintln!("{}", r.render(60));
+    }
+    assert!(failed.is_empty());
+}

@@ -601,10 +601,15 @@ impl Learner {
             DiskDone::Truncated { restored, .. } => {
                 if let Some(restored) = restored {
                     r.zk.install_tree(restored.tree, &restored.sessions, now_ms);
-                    r.last_logged = r.zk.tree().last_processed_zxid();
-                    r.durable = r.last_logged;
+                    let reloaded = r.zk.tree().last_processed_zxid();
+                    // Proposals logged after the truncation (a later sync) stay logged.
+                    r.last_logged = r
+                        .tail
+                        .back()
+                        .map_or(reloaded, |e| e.header.zxid.max(reloaded));
+                    r.durable = reloaded;
                     if self.mode == SyncMode::Trunc {
-                        self.committed_through = r.last_logged;
+                        self.committed_through = reloaded;
                     }
                 }
                 self.awaiting_reload = false;

@@ -428,7 +428,13 @@ impl QuorumPeer {
                     self.r
                         .zk
                         .install_tree(restored.tree, &restored.sessions, now_ms);
-                    self.r.last_logged = self.r.zk.tree().last_processed_zxid();
+                    // Proposals logged after the truncation (a later sync) stay logged.
+                    let reloaded = self.r.zk.tree().last_processed_zxid();
+                    self.r.last_logged = self
+                        .r
+                        .tail
+                        .back()
+                        .map_or(reloaded, |e| e.header.zxid.max(reloaded));
                 }
             }
         }
