@@ -325,6 +325,14 @@ impl Leader {
         Ok(())
     }
 
+    /// A truncation of an earlier role finished reloading the tree: the epoch choice waited.
+    pub fn on_reloaded(&mut self, r: &mut Replica, out: &mut Vec<PeerOutput>) {
+        self.last_committed = r.zk.tree().last_processed_zxid();
+        if self.phase == Phase::Discovery {
+            self.maybe_choose_epoch(r, out);
+        }
+    }
+
     /// `getEpochToPropose`: a quorum of voters registered.
     fn maybe_choose_epoch(&mut self, r: &mut Replica, out: &mut Vec<PeerOutput>) {
         let voters: Vec<Sid> = self
@@ -333,7 +341,7 @@ impl Leader {
             .copied()
             .filter(|s| r.settings.verifier.is_voter(*s))
             .collect();
-        if !r.is_quorum(voters.iter()) {
+        if !r.is_quorum(voters.iter()) || r.reloads_pending > 0 {
             return;
         }
         let max = self.connecting.values().copied().max().unwrap_or(0);

@@ -121,6 +121,11 @@ impl Learner {
         }
     }
 
+    /// A truncation this learner asked for is reloading the tree.
+    pub fn awaiting_reload(&self) -> bool {
+        self.awaiting_reload
+    }
+
     /// `Learner.connectToLeader`: the first attempt.
     pub fn start(
         &mut self,
@@ -323,6 +328,7 @@ impl Learner {
     fn maybe_ack_epoch(&mut self, r: &Replica, out: &mut Vec<PeerOutput>) {
         if self.phase != Phase::AwaitAckEpoch
             || self.accepted_write_pending
+            || r.reloads_pending > 0
             || r.durable < r.last_logged
         {
             return;
@@ -363,6 +369,9 @@ impl Learner {
         };
         r.durable = r.durable.min(r.last_logged);
         self.awaiting_reload = reload;
+        if reload {
+            r.reloads_pending += 1;
+        }
         out.push(PeerOutput::Disk(DiskCommand::Truncate { zxid, reload }));
         self.committed_through = r.last_logged;
         Ok(())

@@ -98,6 +98,7 @@ impl QuorumPeer {
                 durable: last,
                 scratch: Vec::new(),
                 counters: SyncCounters::default(),
+                reloads_pending: 0,
                 now_ms,
             },
             election,
@@ -409,22 +410,37 @@ impl QuorumPeer {
                 EpochKind::Current => self.r.current_epoch = epoch,
             }
         }
+        if let DiskDone::Truncated {
+            restored: Some(_), ..
+        } = &done
+        {
+            self.r.reloads_pending = self.r.reloads_pending.saturating_sub(1);
+        }
+        let own_truncation = matches!(&self.role,
+            Role::Following(l) | Role::Observing(l) if l.awaiting_reload());
         match &mut self.role {
             Role::Leading(l) => {
                 if let DiskDone::EpochWritten { which, epoch } = done {
                     l.on_epoch_written(which, epoch, &mut self.r, out);
+                    return Ok(());
                 }
             }
-            Role::Following(l) | Role::Observing(l) => {
+            Role::Following(l) | Role::Observing(l)
+                if own_truncation || !matches!(done, DiskDone::Truncated { .. }) =>
+            {
                 return l.on_disk_done(done, now_ms, &mut self.r, out);
             }
-            Role::Looking { .. } => {
+            _ => {}
+        }
+        {
+            {
                 if let DiskDone::Truncated {
                     restored: Some(restored),
                     ..
                 } = done
                 {
-                    // A truncation finished after its role ended: the tree must follow the log.
+                    // A truncation an earlier role asked for: the tree must follow the log.
+                    // (No role gets past discovery while one is pending.)
                     self.r
                         .zk
                         .install_tree(restored.tree, &restored.sessions, now_ms);
@@ -435,6 +451,12 @@ impl QuorumPeer {
                         .tail
                         .back()
                         .map_or(reloaded, |e| e.header.zxid.max(reloaded));
+                    // Discovery waited for the reload: let it go on.
+                    match &mut self.role {
+                        Role::Leading(l) => l.on_reloaded(&mut self.r, out),
+                        Role::Following(l) | Role::Observing(l) => l.on_persisted(&self.r, out),
+                        Role::Looking { .. } => {}
+                    }
                 }
             }
         }

@@ -141,6 +141,9 @@ pub struct Replica {
     pub counters: SyncCounters,
     /// The time of the input being processed.
     pub now_ms: i64,
+    /// Truncations whose reloaded tree has not arrived yet: until then the tree is stale, so
+    /// no ACKEPOCH is sent and no epoch is chosen.
+    pub reloads_pending: u32,
 }
 
 /// A leader's learner-sync counters (mntr's zk_diff_count, zk_snap_count and zabd's
