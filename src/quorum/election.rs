@@ -190,6 +190,16 @@ impl FastLeaderElection {
         self.send_notifications(now_ms, out);
     }
 
+    /// ZooKeeper's `updateElectionVote` (ZOOKEEPER-1732): once this server leads or follows
+    /// in `epoch`, the vote it answers looking servers with names that epoch. Otherwise a
+    /// follower that joined on an older epoch's notifications and its leader disagree, and a
+    /// restarted server never sees a quorum agree (it stays LOOKING).
+    pub fn update_vote_epoch(&mut self, epoch: i64) {
+        if let Some((vote, _)) = self.current.as_mut() {
+            vote.peer_epoch = epoch;
+        }
+    }
+
     /// The next time [`Self::on_timeout`] has work.
     pub fn next_timeout_ms(&self) -> i64 {
         if !self.looking {

@@ -175,6 +175,7 @@ impl QuorumPeer {
 
     pub fn step(&mut self, now_ms: i64, input: PeerInput, out: &mut Vec<PeerOutput>) {
         self.r.now_ms = self.r.now_ms.max(now_ms);
+        let was_serving = self.is_serving();
         let result = match input {
             PeerInput::Client(input) => {
                 self.on_client(now_ms, input, out);
@@ -195,6 +196,10 @@ impl QuorumPeer {
             PeerInput::Packet { link, packet } => self.on_packet(now_ms, link, packet, out),
             PeerInput::LinkClosed { link } => self.on_link_closed(now_ms, link),
         };
+        if !was_serving && self.is_serving() {
+            // Established, or synced (ZooKeeper does this at the same two points).
+            self.election.update_vote_epoch(self.r.current_epoch);
+        }
         self.after(now_ms, result, out);
     }
 
