@@ -13,7 +13,6 @@
 //! - `main.rs`: the binary.
 
 pub mod bench;
-pub mod check;
 pub mod client;
 pub mod config;
 pub mod jute;
