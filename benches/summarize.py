@@ -9,7 +9,11 @@ from collections import defaultdict
 
 
 def target(topo, fig):
-    """(comparison, bound) for figures the issue sets a target on, else None."""
+    """(comparison, bound) for figures the issue sets a target on, else None. The Java
+    generator's figures have none: they check that the ranking does not depend on zabd's own
+    generator (the Java client itself caps what it can send)."""
+    if fig.startswith("java "):
+        return None
     if fig.endswith("ops/s") and " 8x100" in fig or fig.endswith("ops/s") and " 9x100" in fig:
         if "90%" in fig:
             return (">=", 2.5)
