@@ -24,6 +24,7 @@
 //! | CommittedOnQuorum | `check_committed_on_quorum` (at each commit and each log loss) |
 //! | LogZxidOrder | `check_log_zxid_order` (each fsync) |
 //! | SyncNeverTruncatesCommitted | `check_sync_never_truncates_committed` (step) |
+//! | FollowerPrefixOfLeaderAfterNEWLEADER | `check_follower_prefix_of_leader` (step, per pair) |
 //! | CommittedLogOnlyGrows | `check_committed_log_only_grows` (step, per node) |
 //! | (state machine) StateAgreement | `check_state_agreement`: tree digest = reference |
 //! | acceptedEpoch ≥ currentEpoch, epochs only grow | `after_step`, `durable` |
@@ -127,6 +128,9 @@ pub struct Checker {
     acks: BTreeMap<(usize, i64), u64>,
     /// (leader, epoch) → nodes that ACKed NEWLEADER.
     nl_acks: BTreeMap<(usize, i64), u64>,
+    /// Follower → (leader, epoch) whose NEWLEADER it ACKed, while both stay in those roles,
+    /// and the last zxid up to which the follower's history is known to be the leader's.
+    synced_to: BTreeMap<usize, (usize, i64, Option<i64>)>,
     /// The learner links the leader role of a node has (leader-side id) → the learner at the
     /// other end, once a packet told.
     leader_links: BTreeMap<(usize, LinkId), Option<usize>>,
@@ -189,6 +193,7 @@ impl Checker {
             established: BTreeMap::new(),
             acks: BTreeMap::new(),
             nl_acks: BTreeMap::new(),
+            synced_to: BTreeMap::new(),
             leader_links: BTreeMap::new(),
             snap_sends: Vec::new(),
             snap_seqs: BTreeMap::new(),
@@ -645,6 +650,9 @@ impl Checker {
                 let z = packet.zxid;
                 if z & 0xffff_ffff == 0 {
                     *self.nl_acks.entry((node, epoch_of(z))).or_default() |= bit(s);
+                    if sim.state(s) == Some(ServerState::Following) {
+                        self.synced_to.insert(s, (node, epoch_of(z), None));
+                    }
                 } else if self.committed_index(z).is_none() {
                     *self.acks.entry((node, z)).or_default() |= bit(s);
                 }
@@ -738,6 +746,72 @@ impl Checker {
         let v = &mut self.nodes[node];
         v.state = Some(state);
         v.serving = serving;
+        self.check_follower_prefix_of_leader(sim, node);
+    }
+
+    /// A node's history as the spec has it: its base snapshot's transactions, then its log
+    /// (durable and pending).
+    fn history(&self, sim: &Sim, node: usize) -> Vec<i64> {
+        let v = &self.nodes[node];
+        let mut h = v
+            .pending_bases
+            .back()
+            .map_or_else(|| v.base.clone(), |(_, seq)| seq.clone());
+        let last = h.last().copied().unwrap_or(0);
+        h.extend(Self::log_view_range(sim, node, last, i64::MAX));
+        h
+    }
+
+    /// FollowerPrefixOfLeaderAfterNEWLEADER: once a follower's ACK of NEWLEADER reached its
+    /// leader, and while the follower follows and the leader leads in that epoch, the
+    /// follower's history is a prefix of the leader's.
+    /// Checked when either of the pair steps; histories do not shrink while both keep their
+    /// roles, so after a full comparison only what lies beyond the agreed prefix is compared.
+    fn check_follower_prefix_of_leader(&mut self, sim: &Sim, stepped: usize) {
+        let in_role = |n: usize, state: ServerState, epoch: i64| {
+            sim.nodes[n]
+                .peer
+                .as_ref()
+                .is_some_and(|p| p.state() == state && p.current_epoch() == epoch)
+        };
+        self.synced_to.retain(|&f, &mut (l, e, _)| {
+            in_role(f, ServerState::Following, e) && in_role(l, ServerState::Leading, e)
+        });
+        let pairs: Vec<(usize, usize, i64, Option<i64>)> = self
+            .synced_to
+            .iter()
+            .filter(|(&f, &(l, _, _))| stepped == f || stepped == l)
+            .map(|(&f, &(l, e, agreed))| (f, l, e, agreed))
+            .collect();
+        for (f, l, e, agreed) in pairs {
+            let (hf, hl) = match agreed {
+                None => (self.history(sim, f), self.history(sim, l)),
+                Some(z) => (
+                    Self::log_view_range(sim, f, z, i64::MAX),
+                    Self::log_view_range(sim, l, z, i64::MAX),
+                ),
+            };
+            if hf.len() <= hl.len() && hf[..] == hl[..hf.len()] {
+                let agreed = hf.last().copied().or(agreed).unwrap_or(0);
+                self.synced_to.insert(f, (l, e, Some(agreed)));
+                continue;
+            }
+            let diverge = hf.iter().zip(&hl).take_while(|(a, b)| a == b).count();
+            let msg = format!(
+                "s{} follows s{} in epoch {e} after NEWLEADER, but its history (after {}: {} \
+                 txns, {} at position {diverge}) is not a prefix of the leader's ({} txns, {} \
+                 there)",
+                f + 1,
+                l + 1,
+                zx(agreed.unwrap_or(0)),
+                hf.len(),
+                hf.get(diverge).map_or("end".into(), |&z| zx(z)),
+                hl.len(),
+                hl.get(diverge).map_or("end".into(), |&z| zx(z)),
+            );
+            self.violate("FollowerPrefixOfLeaderAfterNEWLEADER", msg);
+            self.synced_to.remove(&f);
+        }
     }
 
     /// Follows the node's tree: a SNAP installed, a reload below what it applied, or newly
