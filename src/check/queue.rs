@@ -13,8 +13,16 @@ use super::history::{History, Outcome};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum QueueCall {
-    Enqueue { payload: u64 },
+    Enqueue {
+        payload: u64,
+    },
     Dequeue,
+    /// A dequeue whose final delete of `q-<seq>` (holding `payload`) got no reply: recorded
+    /// with an `Unknown` outcome, it excuses that payload from the "lost" check.
+    TryDequeue {
+        seq: u64,
+        payload: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -65,7 +73,12 @@ pub fn check(h: &History<QueueCall, QueueRet>, remaining: &[u64]) -> Vec<String>
             deqs.push((op.invoke_ns, op.complete_or_max(), seq, op.process));
         }
     }
-    let remaining: HashSet<u64> = remaining.iter().copied().collect();
+    let mut remaining: HashSet<u64> = remaining.iter().copied().collect();
+    for op in &h.ops {
+        if let (QueueCall::TryDequeue { payload, .. }, Outcome::Unknown) = (&op.call, &op.outcome) {
+            remaining.insert(*payload);
+        }
+    }
     let mut lost: Vec<u64> = acked
         .iter()
         .copied()
