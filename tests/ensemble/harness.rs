@@ -987,7 +987,7 @@ impl Proxy {
         let mut links = Vec::with_capacity(n * n);
         let mut listeners = Vec::new();
         for from in 0..n {
-            for to in 0..n {
+            for (to, &(quorum, election)) in targets.iter().enumerate() {
                 let link = Arc::new(Link {
                     cut: AtomicBool::new(false),
                     live_pumps: AtomicUsize::new(0),
@@ -995,7 +995,7 @@ impl Proxy {
                 });
                 let mut pair = (0, 0);
                 if from != to {
-                    for (k, target) in [targets[to].0, targets[to].1].into_iter().enumerate() {
+                    for (k, target) in [quorum, election].into_iter().enumerate() {
                         let l = TcpListener::bind("127.0.0.1:0").expect("bind a proxy listener");
                         l.set_nonblocking(true).expect("nonblocking proxy listener");
                         let port = l.local_addr().expect("proxy local_addr").port();

@@ -183,19 +183,18 @@ fn inject(ens: &mut Ensemble, rng: &mut Rng, kind: Fault) -> String {
     let n = ens.len();
     let hold = Duration::from_millis(rng.between(FAULT_HOLD_MS));
     let victim = rng.below(n as u64) as usize;
-    let desc;
     match kind {
         Fault::Kill9 => {
             ens.kill9(victim);
             std::thread::sleep(hold);
             ens.start(victim);
-            desc = format!("kill -9 server {} and restart", victim + 1);
+            format!("kill -9 server {} and restart", victim + 1)
         }
         Fault::Pause => {
             ens.sigstop(victim);
             std::thread::sleep(hold);
             ens.sigcont(victim);
-            desc = format!("SIGSTOP server {} then SIGCONT", victim + 1);
+            format!("SIGSTOP server {} then SIGCONT", victim + 1)
         }
         Fault::IsolateLeader => {
             let leader = ens
@@ -208,10 +207,10 @@ fn inject(ens: &mut Ensemble, rng: &mut Rng, kind: Fault) -> String {
             std::thread::sleep(hold);
             let during = modes_line(ens);
             ens.heal_all();
-            desc = format!(
+            format!(
                 "isolate leader {} (modes before healing: {during})",
                 leader + 1
-            );
+            )
         }
         Fault::Split => {
             let mut order: Vec<usize> = (0..n).collect();
@@ -221,7 +220,7 @@ fn inject(ens: &mut Ensemble, rng: &mut Rng, kind: Fault) -> String {
             ens.partition(&[a.to_vec(), b.to_vec()]);
             std::thread::sleep(hold);
             ens.heal_all();
-            desc = format!("split {:?} | {:?}", one_based(a), one_based(b));
+            format!("split {:?} | {:?}", one_based(a), one_based(b))
         }
         Fault::Bridge => {
             // Two halves that only one server (the bridge) can reach both of.
@@ -238,15 +237,14 @@ fn inject(ens: &mut Ensemble, rng: &mut Rng, kind: Fault) -> String {
             }
             std::thread::sleep(hold);
             ens.heal_all();
-            desc = format!(
+            format!(
                 "bridge {} between {:?} and {:?}",
                 bridge + 1,
                 one_based(a),
                 one_based(b)
-            );
+            )
         }
     }
-    desc
 }
 
 /// Each server's mode, for the log: shows that a partition did what it meant to.
@@ -570,7 +568,7 @@ fn lock_round(ctx: &Ctx, c: &mut Client, p: u64, h: &mut History<Increment, ()>)
     let deadline = Instant::now() + Duration::from_secs(8);
     loop {
         if !ctx.running() || Instant::now() > deadline {
-            return matches!(c.delete(&mine, -1), Ok(_));
+            return c.delete(&mine, -1).is_ok();
         }
         let children = match c.get_children("/lock", false) {
             Ok(Ok(ch)) => ch,
