@@ -22,8 +22,9 @@ use crate::jute::data::{perms, Acl, StatPersisted};
 use crate::jute::proto::op;
 use crate::jute::txn::{TxnBody, TxnEntry};
 use crate::persistence::{
-    cut_torn_tail, find_snapshots, list_log_files, parse_snapshot_file_name, Compression,
-    LogReadError, SnapshotError, SnapshotReader, TornTail, TxnLogReader, VERSION_DIR,
+    cut_torn_tail, find_snapshots, list_log_files, max_buffer_bytes_on_disk,
+    parse_snapshot_file_name, Compression, LogReadError, SnapshotError, SnapshotReader, TornTail,
+    TxnLogReader, DEFAULT_MAX_BUFFER_BYTES, VERSION_DIR,
 };
 use crate::tree::{DataNode, DataTree, TreeLoader};
 use base64::Engine as _;
@@ -59,6 +60,8 @@ datadir cut-tail  cuts a torn tail off the newest log file (what zabd does at st
           printing what it removed; refuses when the damage is corruption. Never run it on a
           directory a server is using.
 Both datadir commands take dataDir (or its version-2 subdirectory); dataLogDir defaults to it.
+Every tool takes -Djute.maxbuffer=N, as ZooKeeper's tools do: records up to N plus its extra
+size (N again) are read, as a server with that setting reads its own files (default 0xfffff).
 
 Exit status: 0 clean, 1 repairable (torn tail, snapshot fallback), 2 usage, 3 damaged.
 ";
@@ -67,12 +70,12 @@ Exit status: 0 clean, 1 repairable (torn tail, snapshot fallback), 2 usage, 3 da
 pub fn main(tool: &str, args: &[String]) -> i32 {
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    let code = match tool {
-        "logdump" => logdump_cmd(args, &mut out),
-        "snapdump" => snapdump_cmd(args, &mut out),
-        "datadir" => datadir_cmd(args, &mut out),
+    let code = split_max_buffer(args).and_then(|(limit, args)| match tool {
+        "logdump" => logdump_cmd(&args, limit, &mut out),
+        "snapdump" => snapdump_cmd(&args, limit, &mut out),
+        "datadir" => datadir_cmd(&args, limit, &mut out),
         _ => Err(usage(format!("unknown tool {tool:?}"))),
-    };
+    });
     let _ = out.flush();
     match code {
         Ok(code) => code,
@@ -103,6 +106,29 @@ impl From<io::Error> for ToolError {
 
 fn usage(msg: impl Into<String>) -> ToolError {
     ToolError::Usage(msg.into())
+}
+
+/// Takes `-Djute.maxbuffer=N` (or `-Dzookeeper.jute.maxbuffer=N`) out of the arguments, as
+/// ZooKeeper's tools read that system property: a server started with a larger jute.maxbuffer
+/// writes records the default limit would call damage. Returns the longest record to accept.
+fn split_max_buffer(args: &[String]) -> Result<(usize, Vec<String>), ToolError> {
+    let mut limit_bytes = DEFAULT_MAX_BUFFER_BYTES;
+    let mut rest = Vec::with_capacity(args.len());
+    for a in args {
+        let value = a
+            .strip_prefix("-Djute.maxbuffer=")
+            .or_else(|| a.strip_prefix("-Dzookeeper.jute.maxbuffer="));
+        match value {
+            Some(v) => {
+                let n = parse_zxid(v)
+                    .filter(|n| (1..=i64::from(i32::MAX)).contains(n))
+                    .ok_or_else(|| usage(format!("bad jute.maxbuffer {v:?}")))?;
+                limit_bytes = max_buffer_bytes_on_disk(n as usize);
+            }
+            None => rest.push(a.clone()),
+        }
+    }
+    Ok((limit_bytes, rest))
 }
 
 fn wants_help(args: &[String]) -> bool {
@@ -391,9 +417,15 @@ impl Drop for LogSource {
 pub struct LogDumpOptions {
     pub from: i64,
     pub offsets: bool,
+    /// Longer records are damage ([`max_buffer_bytes_on_disk`] of jute.maxbuffer).
+    pub max_buffer_bytes: usize,
 }
 
-fn logdump_cmd(args: &[String], out: &mut dyn Write) -> Result<i32, ToolError> {
+fn logdump_cmd(
+    args: &[String],
+    max_buffer_bytes: usize,
+    out: &mut dyn Write,
+) -> Result<i32, ToolError> {
     if wants_help(args) {
         write!(out, "{USAGE}")?;
         return Ok(EXIT_CLEAN);
@@ -402,6 +434,7 @@ fn logdump_cmd(args: &[String], out: &mut dyn Write) -> Result<i32, ToolError> {
     let mut opts = LogDumpOptions {
         from: 0,
         offsets: false,
+        max_buffer_bytes,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -423,7 +456,7 @@ fn logdump_cmd(args: &[String], out: &mut dyn Write) -> Result<i32, ToolError> {
 /// Prints the transactions of a log file or directory; returns the exit status.
 pub fn logdump(path: &Path, opts: &LogDumpOptions, out: &mut dyn Write) -> Result<i32, ToolError> {
     let source = LogSource::open(path)?;
-    let mut reader = TxnLogReader::open(&source.dir, opts.from)?;
+    let mut reader = TxnLogReader::open_with_limit(&source.dir, opts.from, opts.max_buffer_bytes)?;
     let mut count = 0usize;
     let mut file: Option<PathBuf> = None;
     let result = loop {
@@ -477,7 +510,11 @@ pub fn logdump(path: &Path, opts: &LogDumpOptions, out: &mut dyn Write) -> Resul
 // ---------------------------------------------------------------------------------------------
 // snapdump
 
-fn snapdump_cmd(args: &[String], out: &mut dyn Write) -> Result<i32, ToolError> {
+fn snapdump_cmd(
+    args: &[String],
+    max_buffer_bytes: usize,
+    out: &mut dyn Write,
+) -> Result<i32, ToolError> {
     if wants_help(args) {
         write!(out, "{USAGE}")?;
         return Ok(EXIT_CLEAN);
@@ -494,7 +531,7 @@ fn snapdump_cmd(args: &[String], out: &mut dyn Write) -> Result<i32, ToolError> 
         }
     }
     let path = path.ok_or_else(|| usage("which snapshot file?"))?;
-    snapdump(&path, json, out)
+    snapdump(&path, json, max_buffer_bytes, out)
 }
 
 /// A snapshot read whole, with what was wrong with it if it did not verify.
@@ -508,7 +545,7 @@ pub struct SnapDump {
 }
 
 /// Reads everything that can be read from a snapshot file; `error` says where it stopped.
-pub fn read_snapshot_for_dump(path: &Path) -> io::Result<SnapDump> {
+pub fn read_snapshot_for_dump(path: &Path, max_buffer_bytes: usize) -> io::Result<SnapDump> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -529,7 +566,7 @@ pub fn read_snapshot_for_dump(path: &Path) -> io::Result<SnapDump> {
         )));
         return Ok(dump);
     }
-    let mut reader = match SnapshotReader::new(File::open(path)?) {
+    let mut reader = match SnapshotReader::with_limit(File::open(path)?, max_buffer_bytes) {
         Ok(r) => r,
         Err(e) => {
             dump.error = Some(e);
@@ -610,8 +647,13 @@ fn resolve_acl(acls: &BTreeMap<i64, &Vec<Acl>>, r: i64) -> Option<Vec<Acl>> {
 }
 
 /// Dumps a snapshot; returns the exit status (3 when it does not verify).
-pub fn snapdump(path: &Path, json: bool, out: &mut dyn Write) -> Result<i32, ToolError> {
-    let d = read_snapshot_for_dump(path)?;
+pub fn snapdump(
+    path: &Path,
+    json: bool,
+    max_buffer_bytes: usize,
+    out: &mut dyn Write,
+) -> Result<i32, ToolError> {
+    let d = read_snapshot_for_dump(path, max_buffer_bytes)?;
     let acl_map: BTreeMap<i64, &Vec<Acl>> = d.acls.iter().map(|(r, a)| (*r, a)).collect();
     let children = child_counts(&d.nodes);
     let ephemerals = ephemeral_counts(&d.nodes);
@@ -855,9 +897,14 @@ fn counter(zxid: i64) -> i64 {
 }
 
 /// Loads a snapshot into a tree as start-up does; the tree, its sessions, or why not.
-fn load_snapshot(path: &Path, zxid: i64) -> Result<(DataTree, Vec<(i64, i32)>), String> {
+fn load_snapshot(
+    path: &Path,
+    zxid: i64,
+    max_buffer_bytes: usize,
+) -> Result<(DataTree, Vec<(i64, i32)>), String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
-    let mut reader = SnapshotReader::new(file).map_err(|e| e.to_string())?;
+    let mut reader =
+        SnapshotReader::with_limit(file, max_buffer_bytes).map_err(|e| e.to_string())?;
     let mut loader = TreeLoader::new(true);
     for (r, acl) in reader.take_acls() {
         loader.acl(r, acl);
@@ -893,6 +940,16 @@ fn load_snapshot(path: &Path, zxid: i64) -> Result<(DataTree, Vec<(i64, i32)>), 
 /// Examines a data directory read-only, as a restart would (newest valid snapshot, then the
 /// log after it), and more: older snapshots, gaps in the zxid sequence, the final digest.
 pub fn check_data_dir(data_dir: &Path, data_log_dir: Option<&Path>) -> io::Result<DataDirReport> {
+    check_data_dir_with_limit(data_dir, data_log_dir, DEFAULT_MAX_BUFFER_BYTES)
+}
+
+/// [`check_data_dir`] for a server whose jute.maxbuffer allows records up to
+/// `max_buffer_bytes` on disk.
+pub fn check_data_dir_with_limit(
+    data_dir: &Path,
+    data_log_dir: Option<&Path>,
+    max_buffer_bytes: usize,
+) -> io::Result<DataDirReport> {
     let snap_dir = version2(data_dir);
     let log_dir = version2(data_log_dir.unwrap_or(data_dir));
     for d in [&snap_dir, &log_dir] {
@@ -952,7 +1009,7 @@ pub fn check_data_dir(data_dir: &Path, data_log_dir: Option<&Path>) -> io::Resul
         } else if !considered.contains(&path) {
             SnapStatus::Incomplete("does not end with a seal (a write cut short?)".into())
         } else {
-            match load_snapshot(&path, zxid) {
+            match load_snapshot(&path, zxid, max_buffer_bytes) {
                 Ok((tree, sessions)) => {
                     if state.is_none() {
                         report.loaded =
@@ -1010,7 +1067,7 @@ pub fn check_data_dir(data_dir: &Path, data_log_dir: Option<&Path>) -> io::Resul
 
     // The log after the snapshot, as start-up replays it.
     let mut summaries: BTreeMap<PathBuf, LogFileSummary> = BTreeMap::new();
-    let mut reader = TxnLogReader::open(&log_dir, snap_zxid + 1)?;
+    let mut reader = TxnLogReader::open_with_limit(&log_dir, snap_zxid + 1, max_buffer_bytes)?;
     let mut prev = snap_zxid;
     let mut last_digest = None;
     loop {
@@ -1185,7 +1242,11 @@ fn print_report(r: &DataDirReport, out: &mut dyn Write) -> io::Result<()> {
     )
 }
 
-fn datadir_cmd(args: &[String], out: &mut dyn Write) -> Result<i32, ToolError> {
+fn datadir_cmd(
+    args: &[String],
+    max_buffer_bytes: usize,
+    out: &mut dyn Write,
+) -> Result<i32, ToolError> {
     if wants_help(args) {
         write!(out, "{USAGE}")?;
         return Ok(EXIT_CLEAN);
@@ -1202,8 +1263,8 @@ fn datadir_cmd(args: &[String], out: &mut dyn Write) -> Result<i32, ToolError> {
         _ => return Err(usage("expected <dataDir> [<dataLogDir>]")),
     };
     match sub.as_str() {
-        "check" => datadir_check(&data_dir, log_dir.as_deref(), out),
-        "cut-tail" => datadir_cut_tail(&data_dir, log_dir.as_deref(), out),
+        "check" => datadir_check(&data_dir, log_dir.as_deref(), max_buffer_bytes, out),
+        "cut-tail" => datadir_cut_tail(&data_dir, log_dir.as_deref(), max_buffer_bytes, out),
         other => Err(usage(format!("unknown datadir command {other:?}"))),
     }
 }
@@ -1212,9 +1273,10 @@ fn datadir_cmd(args: &[String], out: &mut dyn Write) -> Result<i32, ToolError> {
 pub fn datadir_check(
     data_dir: &Path,
     log_dir: Option<&Path>,
+    max_buffer_bytes: usize,
     out: &mut dyn Write,
 ) -> Result<i32, ToolError> {
-    let report = check_data_dir(data_dir, log_dir)?;
+    let report = check_data_dir_with_limit(data_dir, log_dir, max_buffer_bytes)?;
     print_report(&report, out)?;
     Ok(report.exit_code())
 }
@@ -1223,9 +1285,10 @@ pub fn datadir_check(
 pub fn datadir_cut_tail(
     data_dir: &Path,
     log_dir: Option<&Path>,
+    max_buffer_bytes: usize,
     out: &mut dyn Write,
 ) -> Result<i32, ToolError> {
-    let report = check_data_dir(data_dir, log_dir)?;
+    let report = check_data_dir_with_limit(data_dir, log_dir, max_buffer_bytes)?;
     if !report.errors.is_empty() {
         for e in &report.errors {
             writeln!(out, "ERROR: {e}")?;
@@ -1278,7 +1341,7 @@ pub fn datadir_cut_tail(
         )?;
     }
     cut_torn_tail(&torn.file, torn.offset)?;
-    let after = check_data_dir(data_dir, log_dir)?;
+    let after = check_data_dir_with_limit(data_dir, log_dir, max_buffer_bytes)?;
     if after.torn.is_some() || !after.errors.is_empty() {
         print_report(&after, out)?;
         return Ok(EXIT_DAMAGED);
@@ -1326,6 +1389,7 @@ mod tests {
         LogDumpOptions {
             from: 0,
             offsets: false,
+            max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
         }
     }
 
@@ -1406,6 +1470,7 @@ mod tests {
         let o = LogDumpOptions {
             from: 0x15,
             offsets: true,
+            max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
         };
         let (code, text) = run(|out| logdump(&fixture("version-2"), &o, out));
         assert_eq!(code, EXIT_CLEAN);
@@ -1438,6 +1503,7 @@ mod tests {
                 &LogDumpOptions {
                     from: 0,
                     offsets: true,
+                    max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
                 },
                 o,
             )
@@ -1487,7 +1553,14 @@ mod tests {
 
     #[test]
     fn snapdump_text_and_json() {
-        let (code, text) = run(|o| snapdump(&fixture("version-2/snapshot.17"), false, o));
+        let (code, text) = run(|o| {
+            snapdump(
+                &fixture("version-2/snapshot.17"),
+                false,
+                DEFAULT_MAX_BUFFER_BYTES,
+                o,
+            )
+        });
         assert_eq!(code, EXIT_CLEAN, "{text}");
         assert!(text.contains("ZNode Details (count=16):"), "{text}");
         assert!(text.contains("/eph\n  cZxid = 0x2\n"), "{text}");
@@ -1507,7 +1580,14 @@ mod tests {
         );
         assert!(text.ends_with("checksum verified\n"), "{text}");
 
-        let (code, json) = run(|o| snapdump(&fixture("version-2/snapshot.17"), true, o));
+        let (code, json) = run(|o| {
+            snapdump(
+                &fixture("version-2/snapshot.17"),
+                true,
+                DEFAULT_MAX_BUFFER_BYTES,
+                o,
+            )
+        });
         assert_eq!(code, EXIT_CLEAN);
         assert_eq!(json.matches("{\"path\":").count(), 16, "{json}");
         assert!(
@@ -1532,7 +1612,7 @@ mod tests {
         bytes[200] ^= 1;
         let path = dir.path().join("snapshot.17");
         std::fs::write(&path, &bytes).unwrap();
-        let (code, text) = run(|o| snapdump(&path, false, o));
+        let (code, text) = run(|o| snapdump(&path, false, DEFAULT_MAX_BUFFER_BYTES, o));
         assert_eq!(code, EXIT_DAMAGED, "{text}");
         assert!(text.contains("ERROR: snapshot checksum mismatch"), "{text}");
     }
@@ -1540,7 +1620,8 @@ mod tests {
     #[test]
     fn check_is_clean_on_zookeeper_directories() {
         for dir in ["", "rolled"] {
-            let (code, text) = run(|o| datadir_check(&fixture(dir), None, o));
+            let (code, text) =
+                run(|o| datadir_check(&fixture(dir), None, DEFAULT_MAX_BUFFER_BYTES, o));
             assert_eq!(code, EXIT_CLEAN, "{dir}: {text}");
             assert!(text.ends_with("clean\n"), "{text}");
         }
@@ -1558,6 +1639,77 @@ mod tests {
         assert!(r.warnings.is_empty() && r.errors.is_empty(), "{r:?}");
     }
 
+    /// A server with a large jute.maxbuffer writes records the default limit calls damage;
+    /// `-Djute.maxbuffer=N` reads them, as ZooKeeper's tools honour that property.
+    #[test]
+    fn tools_read_records_up_to_the_given_jute_maxbuffer() {
+        use crate::config::Config;
+        use crate::jute::txn::{CreateTxn, TxnHeader};
+        use crate::persistence::FileTxnSnapLog;
+        let tmp = TempDir::new("tools-maxbuffer");
+        let config = Config {
+            data_dir: tmp.path().to_path_buf(),
+            jute_max_buffer_bytes: 4 << 20,
+            pre_alloc_size_bytes: 4096,
+            ..Config::default()
+        };
+        let db = FileTxnSnapLog::open(&config).unwrap();
+        db.restore(false).unwrap();
+        let body = TxnBody::Create(
+            op::CREATE,
+            CreateTxn {
+                path: "/big".into(),
+                data: Some(bytes::Bytes::from(vec![b'x'; 3 << 20])),
+                acl: Acl::open_unsafe(),
+                ephemeral: false,
+                parent_cversion: -1,
+            },
+        );
+        let header = TxnHeader {
+            client_id: 1,
+            cxid: 0,
+            zxid: 1,
+            time: 0,
+            type_: body.type_code(),
+        };
+        let mut writer = db.log_writer(&config).unwrap();
+        let digest = None;
+        writer
+            .append(&[TxnEntry {
+                header,
+                body,
+                digest,
+            }])
+            .unwrap();
+        writer.sync().unwrap();
+        drop(writer);
+
+        let dir = tmp.path().to_str().unwrap().to_owned();
+        let with = |extra: &[&str], tool: &str, args: &[&str]| -> (i32, String) {
+            let all: Vec<String> = extra.iter().chain(args).map(|a| a.to_string()).collect();
+            let (limit, rest) = split_max_buffer(&all).unwrap();
+            run(|o| match tool {
+                "logdump" => logdump_cmd(&rest, limit, o),
+                _ => datadir_cmd(&rest, limit, o),
+            })
+        };
+        let log_dir = format!("{dir}/version-2");
+        let (code, text) = with(&[], "logdump", &[&log_dir]);
+        assert_eq!(code, EXIT_DAMAGED, "{text}");
+        let (code, text) = with(&[], "datadir", &["check", &dir]);
+        assert_eq!(code, EXIT_DAMAGED, "{text}");
+        let big = ["-Djute.maxbuffer=4194304"];
+        let (code, text) = with(&big, "logdump", &[&log_dir]);
+        assert_eq!(code, EXIT_CLEAN, "{text}");
+        assert!(text.contains("/big"), "{text}");
+        let (code, text) = with(&big, "datadir", &["check", &dir]);
+        assert_eq!(code, EXIT_CLEAN, "{text}");
+        assert!(matches!(
+            split_max_buffer(&["-Djute.maxbuffer=-1".to_owned()]),
+            Err(ToolError::Usage(_))
+        ));
+    }
+
     #[test]
     fn check_and_cut_tail_on_a_torn_log() {
         let tmp = TempDir::new("tools-torn");
@@ -1569,13 +1721,13 @@ mod tests {
         let bytes = std::fs::read(&log).unwrap();
         let end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
         std::fs::write(&log, &bytes[..end - 5]).unwrap();
-        let (code, text) = run(|o| datadir_check(tmp.path(), None, o));
+        let (code, text) = run(|o| datadir_check(tmp.path(), None, DEFAULT_MAX_BUFFER_BYTES, o));
         assert_eq!(code, EXIT_WARN, "{text}");
         assert!(text.contains("TORN TAIL in "), "{text}");
         let r = check_data_dir(tmp.path(), None).unwrap();
         assert_eq!((r.replayed, r.last_zxid), (22, 0x16));
         let torn_at = r.torn.as_ref().unwrap().offset;
-        let (code, text) = run(|o| datadir_cut_tail(tmp.path(), None, o));
+        let (code, text) = run(|o| datadir_cut_tail(tmp.path(), None, DEFAULT_MAX_BUFFER_BYTES, o));
         assert_eq!(code, EXIT_CLEAN, "{text}");
         assert!(
             text.contains(&format!(
@@ -1586,9 +1738,9 @@ mod tests {
             "{text}"
         );
         assert_eq!(std::fs::metadata(&log).unwrap().len(), torn_at);
-        let (code, text) = run(|o| datadir_check(tmp.path(), None, o));
+        let (code, text) = run(|o| datadir_check(tmp.path(), None, DEFAULT_MAX_BUFFER_BYTES, o));
         assert_eq!(code, EXIT_CLEAN, "{text}");
-        let (code, text) = run(|o| datadir_cut_tail(tmp.path(), None, o));
+        let (code, text) = run(|o| datadir_cut_tail(tmp.path(), None, DEFAULT_MAX_BUFFER_BYTES, o));
         assert_eq!(
             (code, text.as_str()),
             (EXIT_CLEAN, "no torn tail: nothing to cut\n")
@@ -1609,7 +1761,7 @@ mod tests {
         let mut bytes = std::fs::read(&log).unwrap();
         bytes[offsets[5] as usize + 30] ^= 0x08;
         std::fs::write(&log, &bytes).unwrap();
-        let (code, text) = run(|o| datadir_check(&v2, None, o));
+        let (code, text) = run(|o| datadir_check(&v2, None, DEFAULT_MAX_BUFFER_BYTES, o));
         assert_eq!(code, EXIT_DAMAGED, "{text}");
         assert!(
             text.contains(&format!(
@@ -1619,7 +1771,7 @@ mod tests {
             )),
             "{text}"
         );
-        let (code, text) = run(|o| datadir_cut_tail(tmp.path(), None, o));
+        let (code, text) = run(|o| datadir_cut_tail(tmp.path(), None, DEFAULT_MAX_BUFFER_BYTES, o));
         assert_eq!(code, EXIT_DAMAGED, "{text}");
         assert!(text.contains("refusing to cut"), "{text}");
         assert_eq!(std::fs::read(&log).unwrap(), bytes, "nothing was cut");

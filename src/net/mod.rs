@@ -1,9 +1,16 @@
 //! Small socket helpers shared by the I/O threads: non-blocking reads and writes that sort
-//! "try again later" from real errors, and a rate limit for per-connection log lines.
+//! "try again later" from real errors, a listener's accept state, and a rate limit for
+//! per-connection log lines.
 
 use bytes::{Buf, BytesMut};
+use mio::net::{TcpListener, TcpStream};
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+/// How long a thread stops accepting after an accept error (EMFILE, ENFILE, ...): retrying at
+/// once would spin, and the error names a limit that takes time to clear.
+pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// What one non-blocking read attempt found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +64,73 @@ pub fn write_until_blocked<W: Write>(stream: &mut W, buf: &mut BytesMut) -> io::
     Ok(written)
 }
 
+/// A non-blocking listener's accept state, the same for every I/O thread: whether it may have
+/// connections waiting (edge-triggered readiness), and a pause after an accept error.
+#[derive(Debug)]
+pub struct Acceptor {
+    ready: bool,
+    paused_until: Option<Instant>,
+    error_log: RateLimit,
+}
+
+impl Acceptor {
+    /// `ready` is true for a listener that may already have connections queued.
+    pub fn new(ready: bool, log_interval: Duration) -> Acceptor {
+        Acceptor {
+            ready,
+            paused_until: None,
+            error_log: RateLimit::new(log_interval),
+        }
+    }
+
+    /// The listener's readiness event arrived.
+    pub fn on_readable(&mut self) {
+        self.ready = true;
+    }
+
+    /// True when [`Acceptor::accept`] may find a connection now.
+    pub fn wants_accept(&self, now: Instant) -> bool {
+        self.ready && self.paused_until.is_none_or(|t| t <= now)
+    }
+
+    /// When a pause after an error ends, for the poll timeout.
+    pub fn wakeup(&self) -> Option<Instant> {
+        self.paused_until.filter(|_| self.ready)
+    }
+
+    /// Takes one connection off the listener. `None` when there is none now (readiness is
+    /// cleared until the next event) or accepting failed (logged, rate-limited, naming
+    /// `what`; accepting pauses for [`ACCEPT_ERROR_PAUSE`]).
+    pub fn accept(
+        &mut self,
+        listener: &TcpListener,
+        now: Instant,
+        what: &str,
+    ) -> Option<(TcpStream, SocketAddr)> {
+        if !self.wants_accept(now) {
+            return None;
+        }
+        self.paused_until = None;
+        loop {
+            return match listener.accept() {
+                Ok(accepted) => Some(accepted),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.ready = false;
+                    None
+                }
+                Err(e) => {
+                    if let Some(n) = self.error_log.check(now) {
+                        log::warn!("error accepting {what}: {e} ({n} more not logged)");
+                    }
+                    self.paused_until = Some(now + ACCEPT_ERROR_PAUSE);
+                    None
+                }
+            };
+        }
+    }
+}
+
 /// Lets one log line through per interval and counts the rest, like ZooKeeper's RateLogger:
 /// a flood of refused connections must not flood the log.
 #[derive(Debug)]
@@ -94,6 +168,37 @@ impl RateLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A queued connection is taken; an empty queue clears readiness until the next event.
+    #[test]
+    fn acceptor_takes_queued_connections_then_waits_for_readiness() {
+        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let now = Instant::now();
+        let mut acceptor = Acceptor::new(true, Duration::from_secs(1));
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let accepted = loop {
+            // The handshake completes in the kernel; poll until it is queued.
+            if let Some(a) = acceptor.accept(&listener, now, "a test connection") {
+                break a;
+            }
+            assert!(Instant::now() < deadline, "the connection never arrived");
+            acceptor.on_readable();
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(accepted.0.peer_addr().unwrap(), accepted.1);
+        assert!(acceptor
+            .accept(&listener, now, "a test connection")
+            .is_none());
+        assert!(
+            !acceptor.wants_accept(now),
+            "readiness cleared by WouldBlock"
+        );
+        assert_eq!(acceptor.wakeup(), None);
+        acceptor.on_readable();
+        assert!(acceptor.wants_accept(now));
+    }
 
     /// A writer that takes at most `chunk` bytes per call, then blocks after `limit` bytes.
     struct Trickle {

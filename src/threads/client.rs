@@ -21,7 +21,7 @@ use crate::jute::proto::{
     put_reply, xid, ConnectRequest, ReplyHeader, Request, RequestHeader, Response,
 };
 use crate::jute::{Jute, Reader};
-use crate::net::{read_once, write_until_blocked, RateLimit, ReadOutcome};
+use crate::net::{read_once, write_until_blocked, Acceptor, RateLimit, ReadOutcome};
 use crate::server::{CnxnId, Input, Output};
 use bytes::{BufMut, BytesMut};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
@@ -66,9 +66,6 @@ const OUTPUT_BATCHES_PER_TURN: usize = 64;
 
 /// How long to wait before retrying inputs the core's channel had no room for.
 const CHANNEL_RETRY: Duration = Duration::from_millis(1);
-
-/// After an accept error (e.g. out of file descriptors), wait before accepting again.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 const EVENTS_CAPACITY: usize = 1024;
 
@@ -145,8 +142,7 @@ enum Decoded {
 pub struct ClientLoop {
     poll: Poll,
     listener: TcpListener,
-    listener_ready: bool,
-    accept_paused_until: Option<Instant>,
+    acceptor: Acceptor,
     cnxns: Slab<Cnxn>,
     per_ip: HashMap<IpAddr, usize>,
     next_generation: u32,
@@ -174,7 +170,6 @@ pub struct ClientLoop {
     released: bool,
     core_gone: bool,
     refused_log: RateLimit,
-    accept_error_log: RateLimit,
 }
 
 impl ClientLoop {
@@ -192,8 +187,7 @@ impl ClientLoop {
         Ok(ClientLoop {
             poll,
             listener,
-            listener_ready: true,
-            accept_paused_until: None,
+            acceptor: Acceptor::new(true, LOG_INTERVAL),
             cnxns: Slab::new(),
             per_ip: HashMap::new(),
             next_generation: 1,
@@ -214,7 +208,6 @@ impl ClientLoop {
             released: false,
             core_gone: false,
             refused_log: RateLimit::new(LOG_INTERVAL),
-            accept_error_log: RateLimit::new(LOG_INTERVAL),
         })
     }
 
@@ -252,9 +245,7 @@ impl ClientLoop {
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        let accept_now = self.listener_ready
-            && self.backlog.is_empty()
-            && self.accept_paused_until.is_none_or(|t| t <= now);
+        let accept_now = self.backlog.is_empty() && self.acceptor.wants_accept(now);
         if self.more_outputs || accept_now || !self.active.is_empty() || !self.backlog.is_empty() {
             return Some(if self.channel_full {
                 CHANNEL_RETRY
@@ -264,7 +255,7 @@ impl ClientLoop {
         }
         let timers = [self.handshake_timers.front(), self.linger_timers.front()];
         let next_timer = timers.into_iter().flatten().map(|(t, _)| *t).min();
-        let next_accept = self.accept_paused_until.filter(|_| self.listener_ready);
+        let next_accept = self.acceptor.wakeup();
         [next_timer, next_accept]
             .into_iter()
             .flatten()
@@ -274,7 +265,7 @@ impl ClientLoop {
 
     fn on_event(&mut self, event: &Event) {
         match event.token() {
-            LISTENER => self.listener_ready = true,
+            LISTENER => self.acceptor.on_readable(),
             WAKER => {} // outputs are drained every iteration
             Token(key) => {
                 let Some(c) = self.cnxns.get_mut(key) else {
@@ -303,30 +294,16 @@ impl ClientLoop {
     // ---- accepting ----
 
     fn accept(&mut self, now: Instant) {
-        if !self.listener_ready || !self.backlog.is_empty() || self.core_gone {
+        if !self.backlog.is_empty() || self.core_gone {
             // Closed connections' inputs go first: the backlog stays bounded.
             return;
         }
-        if self.accept_paused_until.is_some_and(|t| t > now) {
-            return;
-        }
-        self.accept_paused_until = None;
         for _ in 0..ACCEPT_BATCH {
-            match self.listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer, now),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.listener_ready = false;
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    if let Some(n) = self.accept_error_log.check(now) {
-                        log::warn!("error accepting a new connection: {e} ({n} more not logged)");
-                    }
-                    self.accept_paused_until = Some(now + ACCEPT_ERROR_PAUSE);
-                    return;
-                }
-            }
+            let what = "a new connection";
+            let Some((stream, peer)) = self.acceptor.accept(&self.listener, now, what) else {
+                return;
+            };
+            self.admit(stream, peer, now);
         }
     }
 

@@ -43,7 +43,7 @@
 use crate::jute::quorum::{
     ElectionHello, Notification, ELECTION_MESSAGE_MAX_BYTES, ELECTION_PROTOCOL_V1,
 };
-use crate::net::{read_once, write_until_blocked, RateLimit, ReadOutcome};
+use crate::net::{read_once, write_until_blocked, Acceptor, RateLimit, ReadOutcome};
 use crate::quorum::Sid;
 use bytes::{Buf, BufMut, BytesMut};
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError, TrySendError};
@@ -72,8 +72,6 @@ const WAKER: Token = Token(usize::MAX);
 
 /// Connections accepted per loop iteration.
 const ACCEPT_BATCH: usize = 16;
-/// After an accept error (e.g. out of file descriptors), wait before accepting again.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// `read` calls per connection per loop iteration before the others get their turn.
 const READS_PER_TURN: usize = 16;
@@ -218,8 +216,7 @@ impl ElectionHandle {
             hello,
             poll,
             listener,
-            listener_ready: true,
-            accept_paused_until: None,
+            acceptor: Acceptor::new(true, LOG_INTERVAL),
             conns: Slab::new(),
             peers,
             loopback: None,
@@ -234,7 +231,6 @@ impl ElectionHandle {
             channel_full: false,
             core_gone: false,
             reject_log: RateLimit::new(LOG_INTERVAL),
-            accept_error_log: RateLimit::new(LOG_INTERVAL),
             unknown_sid_log: RateLimit::new(LOG_INTERVAL),
         };
         let thread = std::thread::Builder::new()
@@ -481,8 +477,7 @@ struct ElectionLoop {
     hello: Vec<u8>,
     poll: Poll,
     listener: TcpListener,
-    listener_ready: bool,
-    accept_paused_until: Option<Instant>,
+    acceptor: Acceptor,
     conns: Slab<Conn>,
     peers: BTreeMap<Sid, Peer>,
     /// The newest notification to this server not yet delivered.
@@ -499,7 +494,6 @@ struct ElectionLoop {
     channel_full: bool,
     core_gone: bool,
     reject_log: RateLimit,
-    accept_error_log: RateLimit,
     unknown_sid_log: RateLimit,
 }
 
@@ -543,7 +537,7 @@ impl ElectionLoop {
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        let accept_now = self.listener_ready && self.accept_paused_until.is_none_or(|t| t <= now);
+        let accept_now = self.acceptor.wants_accept(now);
         let read_now = self.conns.iter().any(|(_, c)| {
             c.readable
                 && match c.phase {
@@ -565,7 +559,7 @@ impl ElectionLoop {
             .values()
             .filter(|p| Self::wants_dial(p))
             .map(|p| p.next_attempt);
-        let accept = self.accept_paused_until.filter(|_| self.listener_ready);
+        let accept = self.acceptor.wakeup();
         deadlines
             .chain(attempts)
             .chain(accept)
@@ -575,7 +569,7 @@ impl ElectionLoop {
 
     fn on_event(&mut self, event: &Event) {
         match event.token() {
-            LISTENER => self.listener_ready = true,
+            LISTENER => self.acceptor.on_readable(),
             WAKER => {} // commands are taken every iteration
             Token(key) => {
                 let Some(c) = self.conns.get_mut(key) else {
@@ -696,28 +690,12 @@ impl ElectionLoop {
     // ---- accepting ----
 
     fn accept(&mut self, now: Instant) {
-        if !self.listener_ready || self.accept_paused_until.is_some_and(|t| t > now) {
-            return;
-        }
-        self.accept_paused_until = None;
         for _ in 0..ACCEPT_BATCH {
-            match self.listener.accept() {
-                Ok((stream, addr)) => self.admit(stream, addr, now),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.listener_ready = false;
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    if let Some(n) = self.accept_error_log.check(now) {
-                        log::warn!(
-                            "error accepting an election connection: {e} ({n} more not logged)"
-                        );
-                    }
-                    self.accept_paused_until = Some(now + ACCEPT_ERROR_PAUSE);
-                    return;
-                }
-            }
+            let what = "an election connection";
+            let Some((stream, addr)) = self.acceptor.accept(&self.listener, now, what) else {
+                return;
+            };
+            self.admit(stream, addr, now);
         }
     }
 

@@ -37,7 +37,7 @@ use crate::jute::quorum_stream::{
     QuorumStreamDecoder, StreamLimits, MAX_AUTHINFO_COUNT, MAX_AUTHINFO_STRING_BYTES,
 };
 use crate::jute::Jute;
-use crate::net::{read_once, RateLimit, ReadOutcome};
+use crate::net::{read_once, Acceptor, RateLimit, ReadOutcome};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError, TrySendError};
 use mio::event::Event;
@@ -144,8 +144,6 @@ const WRITE_SLICES_MAX: usize = 64;
 const COPY_DATA_MAX_BYTES: usize = 16 * 1024;
 /// How long to wait before retrying events the core's channel had no room for.
 const CHANNEL_RETRY: Duration = Duration::from_millis(1);
-/// After an accept error (e.g. out of file descriptors), wait before accepting again.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 const EVENTS_CAPACITY: usize = 256;
 const LOG_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -387,8 +385,7 @@ enum Step {
 struct LinkLoop {
     poll: Poll,
     listener: Option<TcpListener>,
-    listener_ready: bool,
-    accept_paused_until: Option<Instant>,
+    acceptor: Acceptor,
     links: Slab<Link>,
     /// Live links (not draining) by id.
     by_id: HashMap<LinkId, usize>,
@@ -416,7 +413,6 @@ struct LinkLoop {
     /// The core dropped its end of either channel: nothing left to do.
     core_gone: bool,
     refused_log: RateLimit,
-    accept_error_log: RateLimit,
 }
 
 impl LinkLoop {
@@ -434,9 +430,8 @@ impl LinkLoop {
         };
         LinkLoop {
             poll,
-            listener_ready: listener.is_some(),
+            acceptor: Acceptor::new(listener.is_some(), LOG_INTERVAL),
             listener,
-            accept_paused_until: None,
             links: Slab::new(),
             by_id: HashMap::new(),
             next_serial: 1,
@@ -455,7 +450,6 @@ impl LinkLoop {
             more_commands: true,
             core_gone: false,
             refused_log: RateLimit::new(LOG_INTERVAL),
-            accept_error_log: RateLimit::new(LOG_INTERVAL),
         }
     }
 
@@ -498,7 +492,7 @@ impl LinkLoop {
         }
         let timers = [self.connect_timers.front(), self.linger_timers.front()];
         let next_timer = timers.into_iter().flatten().map(|(t, _)| *t).min();
-        let next_accept = self.accept_paused_until.filter(|_| self.listener_ready);
+        let next_accept = self.acceptor.wakeup();
         [next_timer, next_accept]
             .into_iter()
             .flatten()
@@ -509,7 +503,7 @@ impl LinkLoop {
     fn on_event(&mut self, event: &Event) {
         let key = match event.token() {
             LISTENER => {
-                self.listener_ready = true;
+                self.acceptor.on_readable();
                 return;
             }
             WAKER => {
@@ -795,9 +789,7 @@ impl LinkLoop {
     // ---- accepting ----
 
     fn can_accept(&self, now: Instant) -> bool {
-        self.listener_ready
-            && self.backlog.is_empty()
-            && self.accept_paused_until.is_none_or(|t| t <= now)
+        self.backlog.is_empty() && self.acceptor.wants_accept(now)
     }
 
     fn accept(&mut self, now: Instant) {
@@ -805,26 +797,15 @@ impl LinkLoop {
         if !self.can_accept(now) {
             return;
         }
-        self.accept_paused_until = None;
         for _ in 0..ACCEPT_BATCH {
             let Some(listener) = &self.listener else {
                 return;
             };
-            match listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer, now),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.listener_ready = false;
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    if let Some(n) = self.accept_error_log.check(now) {
-                        log::warn!("error accepting a quorum connection: {e} ({n} not logged)");
-                    }
-                    self.accept_paused_until = Some(now + ACCEPT_ERROR_PAUSE);
-                    return;
-                }
-            }
+            let what = "a quorum connection";
+            let Some((stream, peer)) = self.acceptor.accept(listener, now, what) else {
+                return;
+            };
+            self.admit(stream, peer, now);
         }
     }
 
