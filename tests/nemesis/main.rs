@@ -461,7 +461,8 @@ fn dequeue_once(
                 Some(v) => v,
                 None => panic!("queue node {path} holds {d:?}"),
             },
-            Ok(Ok((None, _))) | Ok(Err(_)) => continue,
+            Ok(Ok((None, _))) | Ok(Err(Code::NoNode)) => continue,
+            Ok(Err(code)) => return end_attempt(h, p, t0, &path, code, clock),
             Err(_) => return false,
         };
         match c.delete(&path, -1) {
@@ -470,7 +471,10 @@ fn dequeue_once(
                 record(h, p, t0, QueueCall::Dequeue, Outcome::Ok(ret), clock);
                 return true;
             }
-            Ok(Err(_)) => continue,
+            // Only a child someone else took may be skipped: any other refusal leaves it
+            // in place, and moving on to a higher one would break FIFO order on our side.
+            Ok(Err(Code::NoNode)) => continue,
+            Ok(Err(code)) => return end_attempt(h, p, t0, &path, code, clock),
             Err(_) => {
                 let call = QueueCall::TryDequeue { seq, payload };
                 record(h, p, t0, call, Outcome::Unknown, clock);
@@ -484,6 +488,20 @@ fn dequeue_once(
         Outcome::Fail
     };
     record(h, p, t0, QueueCall::Dequeue, outcome, clock);
+    true
+}
+
+/// Ends a dequeue attempt that got a definite refusal (not applied) on `path`.
+fn end_attempt(
+    h: &mut History<QueueCall, QueueRet>,
+    p: u64,
+    t0: u64,
+    path: &str,
+    code: Code,
+    clock: &Clock,
+) -> bool {
+    eprintln!("nemesis: queue: {path} refused with {code:?}; this dequeue attempt ends");
+    record(h, p, t0, QueueCall::Dequeue, Outcome::Fail, clock);
     true
 }
 
