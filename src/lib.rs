@@ -13,6 +13,7 @@
 //! - `main.rs`: the binary.
 
 pub mod bench;
+pub mod check;
 pub mod client;
 pub mod config;
 pub mod jute;

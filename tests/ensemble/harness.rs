@@ -119,6 +119,7 @@ pub struct Builder {
     read_only: bool,
     standalone: bool,
     squat_first_attempt: bool,
+    proxied: bool,
 }
 
 impl Builder {
@@ -145,6 +146,14 @@ impl Builder {
         self
     }
 
+    /// Peer traffic through a [`Proxy`]: each server gets its own zoo.cfg in which every other
+    /// server's quorum and election ports are a proxy listener for that directed pair, so that
+    /// links can be cut and healed ([`Ensemble::cut`]).
+    pub fn proxied(mut self, on: bool) -> Builder {
+        self.proxied = on;
+        self
+    }
+
     /// Starts every server and waits (bounded) until all serve with exactly one leader.
     pub fn start(self) -> Ensemble {
         Ensemble::start_with(self)
@@ -164,6 +173,9 @@ struct Server {
     child: Option<Child>,
     frozen: bool,
     starts: u32,
+    /// Per other server: the (quorum, election) ports this server's zoo.cfg names for it
+    /// (proxy listeners); empty when not proxied.
+    peer_ports: Vec<(u16, u16)>,
 }
 
 /// N servers run as child processes; see the module doc.
@@ -173,6 +185,7 @@ pub struct Ensemble {
     root: PathBuf,
     servers: Vec<Server>,
     attempts: u32,
+    proxy: Option<Proxy>,
 }
 
 impl Ensemble {
@@ -184,6 +197,7 @@ impl Ensemble {
             read_only: false,
             standalone: false,
             squat_first_attempt: false,
+            proxied: false,
         }
     }
 
@@ -212,6 +226,7 @@ impl Ensemble {
             root,
             servers: Vec::new(),
             attempts: 0,
+            proxy: None,
         };
         while ens.attempts < START_ATTEMPTS {
             ens.attempts += 1;
@@ -264,9 +279,25 @@ impl Ensemble {
                     child: None,
                     frozen: false,
                     starts: 0,
+                    peer_ports: Vec::new(),
                 }
             })
             .collect();
+        if let Some(old) = self.proxy.take() {
+            old.shutdown();
+        }
+        if self.spec.proxied && !self.spec.standalone {
+            let targets: Vec<(u16, u16)> = self
+                .servers
+                .iter()
+                .map(|s| (s.quorum_port, s.election_port))
+                .collect();
+            let proxy = Proxy::start(&targets);
+            for (i, s) in self.servers.iter_mut().enumerate() {
+                s.peer_ports = (0..count).map(|j| proxy.listen_ports(i, j)).collect();
+            }
+            self.proxy = Some(proxy);
+        }
         for s in &self.servers {
             std::fs::write(&s.cfg, self.zoo_cfg(s)).expect("write zoo.cfg");
         }
@@ -295,7 +326,11 @@ impl Ensemble {
         if me.observer {
             cfg.push_str("peerType=observer\n");
         }
-        for s in &self.servers {
+        for (j, s) in self.servers.iter().enumerate() {
+            let (quorum_port, election_port) = match me.peer_ports.get(j) {
+                Some(&ports) if s.id != me.id => ports,
+                _ => (s.quorum_port, s.election_port),
+            };
             let role = if s.observer {
                 "observer"
             } else {
@@ -303,7 +338,7 @@ impl Ensemble {
             };
             cfg.push_str(&format!(
                 "server.{}=127.0.0.1:{}:{}:{role}\n",
-                s.id, s.quorum_port, s.election_port
+                s.id, quorum_port, election_port
             ));
         }
         cfg
@@ -662,6 +697,48 @@ impl Ensemble {
         modes
     }
 
+    // ---------- network (proxied ensembles) ----------
+
+    fn proxy(&self) -> &Proxy {
+        self.proxy
+            .as_ref()
+            .expect("network faults need Ensemble::builder(n).proxied(true)")
+    }
+
+    /// Cuts the directed link `from` -> `to`: connections `from` opened to `to` are closed and
+    /// new ones refused until [`Ensemble::heal`].
+    pub fn cut(&self, from: usize, to: usize) {
+        self.proxy().set_cut(from, to, true);
+    }
+
+    pub fn heal(&self, from: usize, to: usize) {
+        self.proxy().set_cut(from, to, false);
+    }
+
+    /// Cuts both directions between every pair in different `groups`, heals the rest. Servers
+    /// in no group are cut from everyone.
+    pub fn partition(&self, groups: &[Vec<usize>]) {
+        let group_of = |i: usize| groups.iter().position(|g| g.contains(&i));
+        for i in 0..self.len() {
+            for j in 0..self.len() {
+                if i != j {
+                    let same = group_of(i).is_some() && group_of(i) == group_of(j);
+                    self.proxy().set_cut(i, j, !same);
+                }
+            }
+        }
+    }
+
+    pub fn heal_all(&self) {
+        for i in 0..self.len() {
+            for j in 0..self.len() {
+                if i != j {
+                    self.proxy().set_cut(i, j, false);
+                }
+            }
+        }
+    }
+
     // ---------- clients ----------
 
     /// A new session on server `i` through zabd's blocking client (10 s session, 10 s I/O
@@ -734,6 +811,9 @@ impl Drop for Ensemble {
         let panicking = std::thread::panicking();
         for i in 0..self.servers.len() {
             self.kill9(i);
+        }
+        if let Some(proxy) = self.proxy.take() {
+            proxy.shutdown();
         }
         if panicking {
             for i in 0..self.servers.len() {
@@ -866,4 +946,217 @@ pub fn handshake(
     }
     c.set_io_timeout(io_timeout)?;
     Ok(c)
+}
+
+// ---------- the peer proxy ----------
+
+/// How often proxy threads look at their flags.
+const PROXY_POLL: Duration = Duration::from_millis(50);
+/// Live connections per link; more are refused (peers keep one or two per link).
+const PROXY_MAX_CONNS: usize = 16;
+
+struct Link {
+    cut: std::sync::atomic::AtomicBool,
+    /// Pump threads alive (two per connection).
+    live_pumps: AtomicUsize,
+    /// Handles to close on a cut; entries of closed connections are trimmed when it grows.
+    conns: std::sync::Mutex<Vec<TcpStream>>,
+}
+
+/// A byte-forwarding TCP proxy between peers on 127.0.0.1: one listener per directed pair
+/// (i -> j) and port kind (quorum, election), forwarding to j's real port. A cut link closes
+/// its connections and refuses new ones until healed. Threads: one acceptor for all
+/// listeners, two pumps per live connection; all stop on [`Proxy::shutdown`].
+pub struct Proxy {
+    n: usize,
+    /// Indexed by `from * n + to`: (quorum, election) listen ports.
+    ports: Vec<(u16, u16)>,
+    links: Vec<std::sync::Arc<Link>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: std::sync::Arc<std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    /// `targets[j]`: server j's real (quorum, election) ports.
+    pub fn start(targets: &[(u16, u16)]) -> Proxy {
+        use std::sync::{atomic::AtomicBool, Arc, Mutex};
+        let n = targets.len();
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = Arc::new(Mutex::new(Vec::new()));
+        let mut ports = Vec::with_capacity(n * n);
+        let mut links = Vec::with_capacity(n * n);
+        let mut listeners = Vec::new();
+        for from in 0..n {
+            for (to, &(quorum, election)) in targets.iter().enumerate() {
+                let link = Arc::new(Link {
+                    cut: AtomicBool::new(false),
+                    live_pumps: AtomicUsize::new(0),
+                    conns: Mutex::new(Vec::new()),
+                });
+                let mut pair = (0, 0);
+                if from != to {
+                    for (k, target) in [quorum, election].into_iter().enumerate() {
+                        let l = TcpListener::bind("127.0.0.1:0").expect("bind a proxy listener");
+                        l.set_nonblocking(true).expect("nonblocking proxy listener");
+                        let port = l.local_addr().expect("proxy local_addr").port();
+                        if k == 0 {
+                            pair.0 = port;
+                        } else {
+                            pair.1 = port;
+                        }
+                        listeners.push((l, target, link.clone()));
+                    }
+                }
+                ports.push(pair);
+                links.push(link);
+            }
+        }
+        let (stop2, threads2) = (stop.clone(), threads.clone());
+        let acceptor = std::thread::Builder::new()
+            .name("proxy-accept".into())
+            .spawn(move || accept_loop(listeners, stop2, threads2))
+            .expect("spawn the proxy acceptor");
+        threads.lock().expect("proxy threads").push(acceptor);
+        Proxy {
+            n,
+            ports,
+            links,
+            stop,
+            threads,
+        }
+    }
+
+    /// The (quorum, election) ports server `from` uses to reach server `to`.
+    pub fn listen_ports(&self, from: usize, to: usize) -> (u16, u16) {
+        self.ports[from * self.n + to]
+    }
+
+    pub fn set_cut(&self, from: usize, to: usize, cut: bool) {
+        let link = &self.links[from * self.n + to];
+        link.cut.store(cut, Ordering::SeqCst);
+        if cut {
+            for c in link.conns.lock().expect("proxy conns").drain(..) {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+
+    pub fn is_cut(&self, from: usize, to: usize) -> bool {
+        self.links[from * self.n + to].cut.load(Ordering::SeqCst)
+    }
+
+    /// Stops every thread and closes every connection.
+    pub fn shutdown(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for link in &self.links {
+            for c in link.conns.lock().expect("proxy conns").drain(..) {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        // Pumps exit within PROXY_POLL; the acceptor spawns no more once it saw `stop`.
+        loop {
+            let next = self.threads.lock().expect("proxy threads").pop();
+            match next {
+                Some(t) => {
+                    let _ = t.join();
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+fn accept_loop(
+    listeners: Vec<(TcpListener, u16, std::sync::Arc<Link>)>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: std::sync::Arc<std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>>,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        let mut idle = true;
+        for (l, target, link) in &listeners {
+            let Ok((inbound, _)) = l.accept() else {
+                continue;
+            };
+            idle = false;
+            let mut conns = link.conns.lock().expect("proxy conns");
+            let live = link.live_pumps.load(Ordering::SeqCst) / 2;
+            if link.cut.load(Ordering::SeqCst) || live >= PROXY_MAX_CONNS {
+                continue; // dropped: the peer sees the connection closed
+            }
+            let addr = SocketAddr::from(([127, 0, 0, 1], *target));
+            let Ok(outbound) = TcpStream::connect_timeout(&addr, PROXY_POLL * 4) else {
+                continue;
+            };
+            let (Ok(in2), Ok(out2)) = (inbound.try_clone(), outbound.try_clone()) else {
+                continue;
+            };
+            let (Ok(in3), Ok(out3)) = (inbound.try_clone(), outbound.try_clone()) else {
+                continue;
+            };
+            let _ = inbound.set_nonblocking(false);
+            if conns.len() >= 4 * PROXY_MAX_CONNS {
+                conns.drain(..2 * PROXY_MAX_CONNS);
+            }
+            conns.push(in3);
+            conns.push(out3);
+            drop(conns);
+            link.live_pumps.fetch_add(2, Ordering::SeqCst);
+            let mut ts = threads.lock().expect("proxy threads");
+            ts.retain(|t| !t.is_finished());
+            for (src, dst) in [(inbound, out2), (outbound, in2)] {
+                let (stop, link) = (stop.clone(), link.clone());
+                if let Ok(t) = std::thread::Builder::new()
+                    .name("proxy-pump".into())
+                    .spawn(move || pump(src, dst, &stop, &link))
+                {
+                    ts.push(t);
+                }
+            }
+        }
+        if idle {
+            std::thread::sleep(PROXY_POLL / 5);
+        }
+    }
+}
+
+/// Copies `src` to `dst` until either closes, the link is cut or the proxy stops.
+fn pump(mut src: TcpStream, mut dst: TcpStream, stop: &std::sync::atomic::AtomicBool, link: &Link) {
+    let halted = || stop.load(Ordering::SeqCst) || link.cut.load(Ordering::SeqCst);
+    let _ = src.set_read_timeout(Some(PROXY_POLL));
+    let _ = dst.set_write_timeout(Some(PROXY_POLL));
+    let mut buf = [0u8; 16 * 1024];
+    'outer: while !halted() {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(_) => break,
+        };
+        let mut sent = 0;
+        while sent < n {
+            if halted() {
+                break 'outer;
+            }
+            match dst.write(&buf[sent..n]) {
+                Ok(0) => break 'outer,
+                Ok(k) => sent += k,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => break 'outer,
+            }
+        }
+    }
+    let _ = src.shutdown(std::net::Shutdown::Both);
+    let _ = dst.shutdown(std::net::Shutdown::Both);
+    link.live_pumps.fetch_sub(1, Ordering::SeqCst);
 }
