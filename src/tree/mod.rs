@@ -71,7 +71,7 @@ struct Apply<'a> {
 pub struct DataTree {
     /// Full path -> node; the root is "/" (ZooKeeper also maps "": [`DataTree::node`] accepts
     /// both).
-    nodes: HashMap<Box<str>, DataNode>,
+    nodes: HashMap<Box<str>, DataNode, ahash::RandomState>,
     acls: AclCache,
     data_watches: WatchManager,
     child_watches: WatchManager,
@@ -132,7 +132,7 @@ impl DataTree {
 
     fn empty(extended_types: bool) -> DataTree {
         DataTree {
-            nodes: HashMap::new(),
+            nodes: HashMap::default(),
             acls: AclCache::new(),
             data_watches: WatchManager::new(),
             child_watches: WatchManager::new(),

@@ -129,61 +129,18 @@ pub fn digest(path: &str, node: &DataNode) -> i64 {
         at += 4;
     }
     fixed[at..at + 8].copy_from_slice(&s.ephemeral_owner.to_be_bytes());
-    let mut crc = Crc32::new();
+    // CRC-32 (IEEE 802.3, reflected), as java.util.zip.CRC32.
+    let mut crc = crc32fast::Hasher::new();
     crc.update(path.as_bytes());
     if let Some(d) = &node.data {
         crc.update(d);
     }
     crc.update(&fixed);
-    i64::from(crc.finish())
+    i64::from(crc.finalize())
 }
 
 /// The digest algorithm version ZooKeeper 3.9 logs with each transaction (`TxnDigest.version`).
 pub const DIGEST_VERSION: i32 = 2;
-
-/// CRC-32 (IEEE 802.3, reflected, as `java.util.zip.CRC32`).
-struct Crc32 {
-    value: u32,
-}
-
-const CRC_TABLE: [u32; 256] = crc_table();
-
-const fn crc_table() -> [u32; 256] {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xedb8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-}
-
-impl Crc32 {
-    fn new() -> Crc32 {
-        Crc32 { value: 0xffff_ffff }
-    }
-
-    fn update(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.value =
-                CRC_TABLE[((self.value ^ u32::from(*b)) & 0xff) as usize] ^ (self.value >> 8);
-        }
-    }
-
-    fn finish(&self) -> u32 {
-        self.value ^ 0xffff_ffff
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -191,9 +148,9 @@ mod tests {
 
     #[test]
     fn crc32_matches_the_standard_check_value() {
-        let mut c = Crc32::new();
+        let mut c = crc32fast::Hasher::new();
         c.update(b"123456789");
-        assert_eq!(c.finish(), 0xcbf4_3926);
+        assert_eq!(c.finalize(), 0xcbf4_3926);
     }
 
     #[test]
