@@ -75,3 +75,31 @@ impl<C, R> History<C, R> {
         c
     }
 }
+
+/// A completed operation in real time: (invoke_ns, complete_ns, key, process), where the key
+/// is what must grow with real-time order (an id, a sequence number, a counter value).
+pub type Timed = (u64, u64, u64, u64);
+
+/// Real-time order of keys: every operation's key must exceed the largest key among the
+/// operations that completed before it was invoked. Returns each operation that breaks it,
+/// with that largest earlier key and its process. Sorts `ops` by completion.
+pub fn real_time_violations(ops: &mut [Timed]) -> Vec<(Timed, u64, u64)> {
+    ops.sort_unstable_by_key(|o| o.1);
+    let mut prefix_max: Vec<(u64, u64)> = Vec::with_capacity(ops.len());
+    let mut best: Option<(u64, u64)> = None;
+    for o in ops.iter() {
+        if best.is_none_or(|b| o.2 > b.0) {
+            best = Some((o.2, o.3));
+        }
+        prefix_max.push(best.unwrap_or((0, 0)));
+    }
+    let mut out = Vec::new();
+    for o in ops.iter() {
+        let before = ops.partition_point(|b| b.1 < o.0);
+        if before > 0 && prefix_max[before - 1].0 >= o.2 {
+            let (key, process) = prefix_max[before - 1];
+            out.push((*o, key, process));
+        }
+    }
+    out
+}

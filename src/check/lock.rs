@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use super::history::{History, Outcome};
+use super::history::{real_time_violations, History, Outcome};
 
 /// One read-modify-write of the counter: it read `read_value` and wrote `read_value + 1`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -67,23 +67,11 @@ pub fn check(h: &History<Increment, ()>, initial: u64, final_value: u64) -> Vec<
         ));
     }
     // Real time: an increment acknowledged before another was invoked comes earlier in the chain.
-    ok.sort_unstable_by_key(|o| o.1);
-    let mut prefix_max = Vec::with_capacity(ok.len());
-    let mut best = 0u64;
-    for o in &ok {
-        best = best.max(o.2);
-        prefix_max.push(best);
-    }
-    for o in &ok {
-        let before = ok.partition_point(|b| b.1 < o.0);
-        if before > 0 && prefix_max[before - 1] >= o.2 {
-            anomalies.push(format!(
-                "increment from {} (process {}) acknowledged after one from {} had completed",
-                o.2,
-                o.3,
-                prefix_max[before - 1]
-            ));
-        }
+    for (o, read, _) in real_time_violations(&mut ok) {
+        anomalies.push(format!(
+            "increment from {} (process {}) acknowledged after one from {read} had completed",
+            o.2, o.3
+        ));
     }
     anomalies
 }

@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::history::{History, Outcome};
+use super::history::{real_time_violations, History, Outcome};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum QueueCall {
@@ -93,25 +93,12 @@ pub fn check(h: &History<QueueCall, QueueRet>, remaining: &[u64]) -> Vec<String>
             shown.join(", ")
         ));
     }
-    // Order: by completion, the largest seq among dequeues that completed before each one's
-    // invocation must be below its seq.
-    deqs.sort_unstable_by_key(|d| d.1);
-    let mut prefix_max = Vec::with_capacity(deqs.len());
-    let mut best = 0u64;
-    for d in &deqs {
-        best = best.max(d.2);
-        prefix_max.push(best);
-    }
-    for d in &deqs {
-        let before = deqs.partition_point(|b| b.1 < d.0);
-        if before > 0 && prefix_max[before - 1] >= d.2 {
-            anomalies.push(format!(
-                "dequeue of seq {} (process {}) came after a dequeue of seq {} had completed",
-                d.2,
-                d.3,
-                prefix_max[before - 1]
-            ));
-        }
+    // Order: dequeues that do not overlap take increasing sequence numbers.
+    for (d, seq, _) in real_time_violations(&mut deqs) {
+        anomalies.push(format!(
+            "dequeue of seq {} (process {}) came after a dequeue of seq {seq} had completed",
+            d.2, d.3
+        ));
     }
     anomalies
 }

@@ -5,7 +5,7 @@
 //! op B was invoked then id(A) < id(B): the counter is the parent's cversion, which only grows
 //! in commit order).
 
-use super::history::{History, Outcome};
+use super::history::{real_time_violations, History, Outcome};
 
 /// Anomalies found (empty: the history passes). The call type is free (`()` will do).
 pub fn check<C>(h: &History<C, u64>) -> Vec<String> {
@@ -28,24 +28,9 @@ pub fn check<C>(h: &History<C, u64>) -> Vec<String> {
             ));
         }
     }
-    // Real time: sweep ops by completion; for each op, the largest id among ops completed
-    // before its invocation must be smaller than its id.
-    acked.sort_unstable_by_key(|a| a.1);
-    let mut prefix_max: Vec<(u64, u64)> = Vec::with_capacity(acked.len());
-    let mut best: Option<(u64, u64)> = None;
-    for a in &acked {
-        if best.is_none_or(|b| a.2 > b.0) {
-            best = Some((a.2, a.3));
-        }
-        prefix_max.push(best.unwrap_or((0, 0)));
-    }
-    for a in &acked {
-        let before = acked.partition_point(|b| b.1 < a.0);
-        if before == 0 {
-            continue;
-        }
-        let (max_id, process) = prefix_max[before - 1];
-        if max_id >= a.2 && !(max_id == a.2 && process == a.3) {
+    // Real time: an id handed out after another was acknowledged is larger.
+    for (a, max_id, process) in real_time_violations(&mut acked) {
+        if !(max_id == a.2 && process == a.3) {
             anomalies.push(format!(
                 "id {} (process {}, invoked {} ns) is not above id {} (process {}) acknowledged \
                  before it was invoked",
