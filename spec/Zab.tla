@@ -597,8 +597,10 @@ LeaderProcessACKLD(i, j) ==
                            epochCand, electing, toSync, forwarding, ackSet, proposed,
                            errors, boundVars>>
 
-\* UPTODATE: log what came between NEWLEADER and UPTODATE (and ACK it), deliver
-\* everything up to the last COMMIT seen during sync, start serving.  (The
+\* UPTODATE: deliver everything up to the last COMMIT seen during sync, start
+\* serving.  (ZooKeeper logs here what came between NEWLEADER and UPTODATE; in
+\* zabd's order that was logged on arrival, so pending is empty and the
+\* append below is the identity; it stays to keep ZooKeeper's shape.)  (The
 \* ACK of UPTODATE, zxid <<epoch,0>>, is ignored by Leader.processAck and is
 \* not modelled.)
 FollowerProcessUPTODATE(j, i) ==
@@ -664,14 +666,19 @@ ClientRequest(i) ==
     /\ nTxn' = nTxn + 1
     /\ UNCHANGED <<nCrash, nLoss, nTimeout>>
 
-\* Follower.processPacket(PROPOSAL): during sync, queue it (packetsNotLogged);
-\* in BROADCAST, log it then ACK it (SyncRequestProcessor ->
+\* Follower.processPacket(PROPOSAL): before NEWLEADER, queue it
+\* (packetsNotLogged); in BROADCAST, log it then ACK it (SyncRequestProcessor ->
 \* SendAckRequestProcessor).  zabd rejects a non-consecutive zxid.
+\* zabd choice: between ACK(NEWLEADER) and UPTODATE (syncMode NEWLEADER) zabd
+\* logs and ACKs a proposal as in BROADCAST (Learner::on_proposal); ZooKeeper
+\* queues it and logs it after UPTODATE.  Found by trace validation (the
+\* simulator trace proposal_during_sync).  A durable log before its ACK is the
+\* rule either way; COMMITs are still only remembered until UPTODATE.
 FollowerProcessPROPOSAL(j, i) ==
     /\ online[j] /\ state[j] = "FOLLOWING" /\ leaderOf[j] = i
     /\ HasMsg(i, j, "PROPOSAL")
     /\ LET t == Head2(i, j).mtxn IN
-       IF zabState[j] = "SYNCHRONIZATION" /\ syncMode[j] /= "NONE"
+       IF zabState[j] = "SYNCHRONIZATION" /\ syncMode[j] \in {"DIFF", "TRUNC", "SNAP"}
        THEN /\ pending' = [pending EXCEPT ![j] = Append(@, t)]
             /\ errors' = IF NextZxidOK(LastZxidOf(SyncBase(j) \o pending[j]), t.zxid)
                          THEN errors ELSE errors \cup {"non-consecutive proposal"}
@@ -679,7 +686,7 @@ FollowerProcessPROPOSAL(j, i) ==
             /\ UNCHANGED <<durableVars, online, state, zabState, commitIdx, leaderOf,
                            syncMode, snapBuf, syncCommitIdx, leaderVars, committedLog,
                            committedBy, proposed, established, boundVars>>
-       ELSE IF zabState[j] = "BROADCAST"
+       ELSE IF zabState[j] = "BROADCAST" \/ syncMode[j] = "NEWLEADER"
        THEN /\ history' = [history EXCEPT ![j] = Append(@, t)]
             /\ errors' = IF NextZxidOK(LastZxid(j), t.zxid)
                          THEN errors ELSE errors \cup {"non-consecutive proposal"}
@@ -883,11 +890,15 @@ PrefixConsistency ==
 Integrity == \A i \in Server : Range(Committed(i)) \subseteq proposed
 
 \* If a server delivers a before b, every server that delivers b delivers a before b.
+\* Written as: whatever i delivered before b, j delivered before (its last copy
+\* of) b; the same property as the pairwise form, in O(n^2) instead of O(n^4)
+\* for trace validation's long logs.
 TotalOrder ==
-    \A i, j \in Server : \A x, y \in 1..commitIdx[i] :
-        (x < y /\ history[i][y] \in Range(Committed(j))) =>
-            \E x2, y2 \in 1..commitIdx[j] :
-                x2 < y2 /\ history[j][x2] = history[i][x] /\ history[j][y2] = history[i][y]
+    \A i, j \in Server : \A y \in 1..commitIdx[i] :
+        LET cj  == Committed(j)
+            at  == {k \in DOMAIN cj : cj[k] = history[i][y]}
+            y2  == CHOOSE k \in at : \A k2 \in at : k2 <= k
+        IN at /= {} => Range(SubSeq(history[i], 1, y - 1)) \subseteq Range(SubSeq(cj, 1, y2 - 1))
 
 \* If a primary broadcasts a before b, a server that delivers b delivers a before b.
 \* (a primary = the leader of an epoch; its proposals are ordered by counter)

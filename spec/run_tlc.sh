@@ -4,7 +4,9 @@
 #   2. the smoke model MC_Zab_smoke.cfg, exhaustive, must find no violation;
 #   3. reachability probes on the smoke bounds (DIFF, TRUNC, SNAP sent, a
 #      commit, two epochs): each must be violated, i.e. reached;
-#   4. every negative control MC_Zab_bug_*.cfg: each must report a violation.
+#   4. every negative control MC_Zab_bug_*.cfg: each must report a violation;
+#   5. trace validation (Trace.tla, MC_Trace.cfg): every simulator trace in
+#      traces/ must be accepted, and traces/corrupt_*.tla must be rejected.
 # Skipped (exit 0) when TLA2TOOLS_JAR is not set; exits non-zero on any
 # unexpected result.  Nothing is written into the repository: the spec is
 # copied to a temporary directory and TLC's files go there.
@@ -28,6 +30,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/zab-tlc.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cp "$here"/*.tla "$here"/*.cfg "$work"/
+mkdir "$work/traces" && cp "$here"/traces/*.tla "$work/traces/"
 cd "$work"
 
 workers=${TLC_WORKERS:-1}
@@ -90,6 +93,40 @@ done
 echo "== negative controls (each must be violated)"
 for cfg in MC_Zab_bug_*.cfg; do
     expect_violation "$cfg"
+done
+
+echo "== trace validation (simulator traces; corrupt_* must be rejected)"
+# Trace.tla's invariant TraceAccepted is violated exactly when the whole trace
+# was replayed; "No error" means it was not, and the depth says where it stopped.
+for trace in traces/*.tla; do
+    name=$(basename "$trace" .tla)
+    dir="$work/trace.$name"
+    mkdir "$dir" && cp Zab.tla Trace.tla MC_Trace.cfg "$dir/" && cp "$trace" "$dir/TraceData.tla"
+    events=$(grep -c '^  \[a |->' "$trace")
+    log="$dir/tlc.log"
+    (cd "$dir" && nice -n "$niceness" java -XX:+UseParallelGC -cp "$TLA2TOOLS_JAR" tlc2.TLC \
+        -workers 1 -deadlock -noGenerateSpecTE -metadir "$dir/meta" \
+        -config MC_Trace.cfg Trace.tla >"$log" 2>&1)
+    what=$(grep -oE '(Invariant|Action property|Temporal property) [A-Za-z0-9_]+ is violated' "$log" | head -1)
+    depth=$(grep -oE 'depth of the complete state graph search is [0-9]+' "$log" | grep -oE '[0-9]+$')
+    matched=$(( ${depth:-1} - 1 ))
+    case "$name" in
+    corrupt_*)
+        if grep -q "No error has been found" "$log"; then
+            echo "ok    $name: rejected; events 1..$matched of $events replay, event $((matched + 1)) does not"
+        else
+            echo "FAIL  $name: a corrupted trace was not rejected (${what:-no verdict})"; tail -20 "$log"
+            failures=$((failures + 1))
+        fi ;;
+    *)
+        if [ "$what" = "Invariant TraceAccepted is violated" ]; then
+            echo "ok    $name: accepted, all $events events replay"
+        else
+            echo "FAIL  $name: ${what:-not accepted: events 1..$matched of $events replay, event $((matched + 1)) does not}"
+            tail -20 "$log"
+            failures=$((failures + 1))
+        fi ;;
+    esac
 done
 
 if [ $failures -ne 0 ]; then

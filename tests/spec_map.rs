@@ -397,6 +397,51 @@ fn every_action_of_next_is_mapped() {
     );
 }
 
+/// The `"Name"` strings after `marker` in `text` (Trace.tla's `e.a = "Name"`, trace.rs's
+/// `push("Name"`).
+fn quoted_after(text: &str, marker: &str) -> Vec<String> {
+    text.split(marker)
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|name| is_ident(name))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Trace validation covers the protocol: every action of `Next` but the ones spec/README.md
+/// says are not traced can be replayed, and the simulator's tracer names no other action.
+#[test]
+fn trace_validation_replays_every_traced_action() {
+    const NOT_TRACED: [&str; 1] = ["CrashDuringNEWLEADER"];
+    let actions = next_actions(&read("spec/Zab.tla"));
+    let replayed = quoted_after(&read("spec/Trace.tla"), "e.a = \"");
+    let missing: Vec<&String> = actions
+        .iter()
+        .filter(|a| !replayed.contains(a) && !NOT_TRACED.contains(&a.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "actions Trace.tla cannot replay: {missing:?}"
+    );
+    let written = quoted_after(&read("src/sim/trace.rs"), "push(\"");
+    assert!(
+        written.len() >= 15,
+        "parsed too few actions from trace.rs: {written:?}"
+    );
+    let unknown: Vec<&String> = written.iter().filter(|a| !replayed.contains(a)).collect();
+    assert!(
+        unknown.is_empty(),
+        "trace.rs writes actions Trace.tla does not replay: {unknown:?}"
+    );
+    let readme = read("spec/README.md");
+    for a in NOT_TRACED {
+        assert!(
+            readme.contains(&format!("**Not traced:** `{a}`")),
+            "README names {a}"
+        );
+    }
+}
+
 #[test]
 fn every_property_has_a_checker_row() {
     let props = cfg_properties(&read("spec/MC_Zab_smoke.cfg"));

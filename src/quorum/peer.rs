@@ -135,6 +135,25 @@ impl QuorumPeer {
         }
     }
 
+    /// The spec's `zabState` (spec/Zab.tla) of this peer, for trace validation. Phases that
+    /// only wait for a disk write belong to the phase the write completes.
+    pub fn zab_state(&self) -> &'static str {
+        use crate::quorum::leader::Phase as L;
+        match &self.role {
+            Role::Looking { .. } => "ELECTION",
+            Role::Leading(l) => match l.phase {
+                L::Discovery | L::PersistingAccepted | L::AwaitEpochAcks => "DISCOVERY",
+                L::PersistingCurrent | L::Synchronization => "SYNCHRONIZATION",
+                L::Broadcast => "BROADCAST",
+            },
+            Role::Following(l) | Role::Observing(l) => match l.phase {
+                LearnerPhase::Connecting | LearnerPhase::AwaitLeaderInfo => "DISCOVERY",
+                LearnerPhase::Broadcast => "BROADCAST",
+                _ => "SYNCHRONIZATION",
+            },
+        }
+    }
+
     pub fn tree(&self) -> &DataTree {
         self.r.zk.tree()
     }

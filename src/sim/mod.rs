@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 
 pub mod checker;
 pub mod sweep;
+pub mod trace;
 pub mod workload;
 
 /// Ticks at one virtual instant before the simulator calls it a livelock.
@@ -164,6 +165,12 @@ pub struct Sim {
     pub steps: u64,
     /// Safety checkers run after every step, when set.
     pub checker: Option<Box<checker::Checker>>,
+    /// Records the run as spec actions, when set ([`trace`]).
+    pub tracer: Option<Box<trace::Tracer>>,
+    /// Disk writes are durable at the end of the step that issued them.
+    pub sync_disk: bool,
+    /// A closed link loses the packets in flight on it (a reset, not a FIN).
+    pub reset_on_close: bool,
 }
 
 pub fn sim_config(n_voters: usize, n_observers: usize, me: usize) -> Config {
@@ -237,6 +244,9 @@ impl Sim {
             fsync_ms: (1, 4),
             steps: 0,
             checker: None,
+            tracer: None,
+            sync_disk: false,
+            reset_on_close: false,
         };
         for i in 0..sim.nodes.len() {
             sim.start(i);
@@ -262,8 +272,10 @@ impl Sim {
         peer.start(self.now_ms, &mut out);
         n.peer = Some(peer);
         self.chk_started(node);
+        self.trc_started(node);
         self.route(node, out);
         self.chk_after_step(node);
+        self.settle_disk(node);
     }
 
     /// Kills a node: volatile state and undurable writes are lost; its links close.
@@ -278,6 +290,7 @@ impl Sim {
             self.close_link(node, link);
         }
         self.chk_crashed(node);
+        self.trc_crashed(node);
     }
 
     /// True while the node runs.
@@ -302,6 +315,7 @@ impl Sim {
     /// Breaks every quorum link between `a` and `b` (both ends see it close); they may
     /// reconnect at once.
     pub fn break_links(&mut self, a: usize, b: usize) {
+        self.trc_link_fault(a, b);
         let links: Vec<LinkId> = self.nodes[a]
             .links
             .iter()
@@ -314,6 +328,7 @@ impl Sim {
     }
 
     pub fn partition(&mut self, a: usize, b: usize) {
+        self.trc_link_fault(a, b);
         self.cut.insert((a.min(b), a.max(b)));
         let links: Vec<(LinkId, usize)> = self.nodes[a]
             .links
@@ -367,6 +382,7 @@ impl Sim {
             return;
         }
         self.chk_before_step(node, from, &input);
+        self.trc_before_step(node, from, &input);
         let Some(peer) = self.nodes[node].peer.as_mut() else {
             return;
         };
@@ -376,6 +392,18 @@ impl Sim {
         self.steps += 1;
         self.route(node, out);
         self.chk_after_step(node);
+        self.settle_disk(node);
+        self.trc_after_step(node);
+    }
+
+    /// With `sync_disk`, what the step wrote becomes durable now, inside the step.
+    fn settle_disk(&mut self, node: usize) {
+        if self.sync_disk
+            && self.nodes[node].peer.is_some()
+            && !self.nodes[node].disk.pending.is_empty()
+        {
+            self.fsync(node);
+        }
     }
 
     fn route(&mut self, node: usize, out: Vec<PeerOutput>) {
@@ -383,6 +411,7 @@ impl Sim {
             match o {
                 PeerOutput::Server(Output::Append { entries }) => {
                     self.chk_appended(node, &entries);
+                    self.trc_appended(node, entries.len());
                     self.nodes[node].disk.pending.push(DiskOp::Append(entries));
                     self.schedule_fsync(node);
                 }
@@ -417,6 +446,7 @@ impl Sim {
                         self.link_clock.insert((node, link), at);
                         let inc = self.nodes[remote].incarnation;
                         self.chk_sent(node, remote, &packet);
+                        self.trc_sent(node, remote, &packet);
                         let input = PeerInput::Packet {
                             link: rlink,
                             packet,
@@ -434,10 +464,12 @@ impl Sim {
                 }
                 PeerOutput::CloseLink { link } => {
                     self.chk_link_dropped(node, Some(link));
+                    self.trc_link_closed_by(node, link);
                     self.close_link(node, link)
                 }
                 PeerOutput::CloseAllLinks => {
                     self.chk_link_dropped(node, None);
+                    self.trc_all_links_closed_by(node);
                     let links: Vec<LinkId> = self.nodes[node].links.keys().copied().collect();
                     for link in links {
                         self.close_link(node, link);
@@ -488,6 +520,20 @@ impl Sim {
             return;
         };
         self.nodes[remote].links.remove(&rlink);
+        if self.reset_on_close {
+            self.queue.retain(|_, ev| match ev {
+                Event::Deliver {
+                    node: to,
+                    from: Some(from),
+                    input: PeerInput::Packet { link: l, .. },
+                    ..
+                } => {
+                    !((*to, *from, *l) == (remote, node, rlink)
+                        || (*to, *from, *l) == (node, remote, link))
+                }
+                _ => true,
+            });
+        }
         for (n, l) in [(node, link), (remote, rlink)] {
             let at = (self.now_ms + 1).max(*self.link_clock.get(&(n, l)).unwrap_or(&0));
             let inc = self.nodes[n].incarnation;
@@ -505,7 +551,7 @@ impl Sim {
     }
 
     fn schedule_fsync(&mut self, node: usize) {
-        if self.nodes[node].disk.fsync_scheduled {
+        if self.sync_disk || self.nodes[node].disk.fsync_scheduled {
             return;
         }
         self.nodes[node].disk.fsync_scheduled = true;
@@ -616,6 +662,9 @@ impl Sim {
                     self.state(tick_node)
                 );
                 let now = self.now_ms;
+                if self.nodes[tick_node].peer.is_some() {
+                    self.trc_before_tick(tick_node);
+                }
                 if let Some(peer) = self.nodes[tick_node].peer.as_mut() {
                     sweep::set_log_context(now, tick_node);
                     let mut out = Vec::new();
@@ -623,6 +672,8 @@ impl Sim {
                     self.steps += 1;
                     self.route(tick_node, out);
                     self.chk_after_step(tick_node);
+                    self.settle_disk(tick_node);
+                    self.trc_after_step(tick_node);
                 }
                 continue;
             }
