@@ -729,10 +729,16 @@ impl Ensemble {
         }
     }
 
+    /// Stalls every byte `from` sends to `to` (a one-way partition); `to` still reaches `from`.
+    pub fn stall(&self, from: usize, to: usize, on: bool) {
+        self.proxy().set_stalled(from, to, on);
+    }
+
     pub fn heal_all(&self) {
         for i in 0..self.len() {
             for j in 0..self.len() {
                 if i != j {
+                    self.proxy().set_stalled(i, j, false);
                     self.proxy().set_cut(i, j, false);
                 }
             }
@@ -957,6 +963,11 @@ const PROXY_MAX_CONNS: usize = 16;
 
 struct Link {
     cut: std::sync::atomic::AtomicBool,
+    /// One-way stalls: the proxy stops reading the data `from` sends on this link's
+    /// connections (`forward`), or the data `to` sends back (`backward`). The bytes wait in
+    /// the kernel's buffers, as on a network that drops one direction until TCP gives up.
+    stall_forward: std::sync::atomic::AtomicBool,
+    stall_backward: std::sync::atomic::AtomicBool,
     /// Pump threads alive (two per connection).
     live_pumps: AtomicUsize,
     /// Handles to close on a cut; entries of closed connections are trimmed when it grows.
@@ -990,6 +1001,8 @@ impl Proxy {
             for (to, &(quorum, election)) in targets.iter().enumerate() {
                 let link = Arc::new(Link {
                     cut: AtomicBool::new(false),
+                    stall_forward: AtomicBool::new(false),
+                    stall_backward: AtomicBool::new(false),
                     live_pumps: AtomicUsize::new(0),
                     conns: Mutex::new(Vec::new()),
                 });
@@ -1039,6 +1052,17 @@ impl Proxy {
                 let _ = c.shutdown(std::net::Shutdown::Both);
             }
         }
+    }
+
+    /// Stalls (or resumes) every byte server `a` sends to server `b`, on connections either
+    /// of them opened; the other direction keeps flowing.
+    pub fn set_stalled(&self, a: usize, b: usize, on: bool) {
+        self.links[a * self.n + b]
+            .stall_forward
+            .store(on, Ordering::SeqCst);
+        self.links[b * self.n + a]
+            .stall_backward
+            .store(on, Ordering::SeqCst);
     }
 
     pub fn is_cut(&self, from: usize, to: usize) -> bool {
@@ -1103,11 +1127,11 @@ fn accept_loop(
             link.live_pumps.fetch_add(2, Ordering::SeqCst);
             let mut ts = threads.lock().expect("proxy threads");
             ts.retain(|t| !t.is_finished());
-            for (src, dst) in [(inbound, out2), (outbound, in2)] {
+            for (src, dst, forward) in [(inbound, out2, true), (outbound, in2, false)] {
                 let (stop, link) = (stop.clone(), link.clone());
                 if let Ok(t) = std::thread::Builder::new()
                     .name("proxy-pump".into())
-                    .spawn(move || pump(src, dst, &stop, &link))
+                    .spawn(move || pump(src, dst, &stop, &link, forward))
                 {
                     ts.push(t);
                 }
@@ -1119,13 +1143,29 @@ fn accept_loop(
     }
 }
 
-/// Copies `src` to `dst` until either closes, the link is cut or the proxy stops.
-fn pump(mut src: TcpStream, mut dst: TcpStream, stop: &std::sync::atomic::AtomicBool, link: &Link) {
+/// Copies `src` to `dst` until either closes, the link is cut or the proxy stops; while its
+/// direction is stalled it reads nothing.
+fn pump(
+    mut src: TcpStream,
+    mut dst: TcpStream,
+    stop: &std::sync::atomic::AtomicBool,
+    link: &Link,
+    forward: bool,
+) {
     let halted = || stop.load(Ordering::SeqCst) || link.cut.load(Ordering::SeqCst);
+    let stall = if forward {
+        &link.stall_forward
+    } else {
+        &link.stall_backward
+    };
     let _ = src.set_read_timeout(Some(PROXY_POLL));
     let _ = dst.set_write_timeout(Some(PROXY_POLL));
     let mut buf = [0u8; 16 * 1024];
     'outer: while !halted() {
+        if stall.load(Ordering::SeqCst) {
+            std::thread::sleep(PROXY_POLL);
+            continue;
+        }
         let n = match src.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,

@@ -7,7 +7,7 @@
 //!
 //! Env: `NEMESIS_SECS` (fault time per test, default 20), `NEMESIS_SERVERS` (comma list of
 //! ensemble sizes to run, default "3,5"), `NEMESIS_SEED` (the nemesis schedule; printed),
-//! `NEMESIS_FAULTS` (comma list of kinds, default all: kill9,pause,isolate-leader,split,bridge).
+//! `NEMESIS_FAULTS` (comma list of kinds, default all: kill9,pause,isolate-leader,split,bridge,one-way).
 
 #[path = "../ensemble/harness.rs"]
 mod harness;
@@ -158,15 +158,17 @@ enum Fault {
     IsolateLeader,
     Split,
     Bridge,
+    OneWay,
 }
 
 impl Fault {
-    const ALL: [Fault; 5] = [
+    const ALL: [Fault; 6] = [
         Fault::Kill9,
         Fault::Pause,
         Fault::IsolateLeader,
         Fault::Split,
         Fault::Bridge,
+        Fault::OneWay,
     ];
 
     fn name(self) -> &'static str {
@@ -176,6 +178,7 @@ impl Fault {
             Fault::IsolateLeader => "isolate-leader",
             Fault::Split => "split",
             Fault::Bridge => "bridge",
+            Fault::OneWay => "one-way",
         }
     }
 }
@@ -223,6 +226,25 @@ fn inject(ens: &mut Ensemble, rng: &mut Rng, kind: Fault) -> String {
             std::thread::sleep(hold);
             ens.heal_all();
             format!("split {:?} | {:?}", one_based(a), one_based(b))
+        }
+        Fault::OneWay => {
+            // Half the time the leader: its followers stop hearing it while it still hears
+            // them (the case that took ZooKeeper's leader a syncLimit to notice).
+            let leader = ens.modes().iter().position(|m| matches!(m, Mode::Leader));
+            let from = match leader {
+                Some(l) if rng.below(2) == 0 => l,
+                _ => victim,
+            };
+            for to in (0..n).filter(|&t| t != from) {
+                ens.stall(from, to, true);
+            }
+            std::thread::sleep(hold);
+            let during = modes_line(ens);
+            ens.heal_all();
+            format!(
+                "stall everything server {} sends (modes before healing: {during})",
+                from + 1
+            )
         }
         Fault::Bridge => {
             // Two halves that only one server (the bridge) can reach both of.
