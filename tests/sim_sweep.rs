@@ -9,7 +9,9 @@
 //! - `SIM_THREADS=<n>`: worker threads (default: the machine's parallelism, at most 2);
 //! - `SIM_STRICT=1`: open findings listed in `KNOWN_ISSUES` fail the sweep too;
 //! - `SIM_SKIP=Prop1,Prop2`: leave those properties unchecked (to see what else catches a
-//!   negative control).
+//!   negative control);
+//! - `SIM_NETWORK_FAULTS=1`: one-way partitions and lost or duplicated election notifications
+//!   as well (`sweep_with_network_faults` always has them, on seeds 100001..=100060).
 //!
 //! With a `bug-*` feature (negative controls, Cargo.toml), only `negative_control_is_caught`
 //! runs: the sweep must find the injected bug.
@@ -97,6 +99,48 @@ fn sweep() {
             .map(|r| r.headline())
             .collect::<Vec<_>>()
             .join("\n")
+    );
+}
+
+/// The sweep again on other seeds with one-way partitions and lost or duplicated election
+/// notifications (kept apart so the seeds above, and their regression tests, run as before).
+#[test]
+#[cfg_attr(
+    any(
+        feature = "bug-commit-on-first-ack",
+        feature = "bug-skip-trunc",
+        feature = "bug-ack-before-fsync"
+    ),
+    ignore = "a negative-control build breaks the protocol on purpose"
+)]
+fn sweep_with_network_faults() {
+    install_log_capture();
+    let count = if cfg!(debug_assertions) { 5 } else { 60 };
+    let seeds: Vec<u64> = (100_001..=100_000 + count).collect();
+    let opts = SweepOptions {
+        network_faults: true,
+        ..SweepOptions::from_env()
+    };
+    let started = std::time::Instant::now();
+    let reports = run_seeds(&seeds, threads(), &opts);
+    eprintln!(
+        "sim sweep with network faults: {}",
+        summary(&reports, started.elapsed().as_millis())
+    );
+    let failed: Vec<&SeedReport> = reports.iter().filter(|r| r.failed()).collect();
+    for r in &failed {
+        eprintln!("{}", r.render(60));
+    }
+    let one_way = reports
+        .iter()
+        .flat_map(|r| r.trace.iter())
+        .filter(|l| l.contains("one-way partition"))
+        .count();
+    assert!(one_way > 0, "no one-way partition was injected");
+    assert!(
+        failed.is_empty(),
+        "seeds failed (rerun one: SIM_NETWORK_FAULTS=1 SIM_SEED=<seed> cargo test --release --test sim_sweep sweep -- --nocapture): {:?}",
+        failed.iter().map(|r| r.headline()).collect::<Vec<_>>()
     );
 }
 

@@ -7,8 +7,11 @@
 //! - Disk: appends and disk commands become durable together at a simulated fsync; a crash
 //!   loses everything not yet durable.
 //! - Clients: tests feed client inputs to a node and read the outputs it produced.
-//! - Faults: crashes and restarts, symmetric partitions, broken quorum links, slow fsyncs.
-//!   Messages on a link are never dropped or duplicated (it is TCP); links break instead.
+//! - Faults: crashes and restarts, symmetric partitions, one-way partitions (what one node
+//!   sends to another waits, as in TCP buffers, until healed or the link closes), broken
+//!   quorum links, slow fsyncs, and lost or duplicated election notifications (FLE resends
+//!   them). Messages on a quorum link are never dropped or duplicated (it is TCP); links
+//!   break instead.
 //! - Checkers ([`checker`]), when enabled, run after every step; [`workload`] drives
 //!   simulated clients and [`sweep`] runs seeded fault schedules with both.
 
@@ -27,6 +30,10 @@ pub mod checker;
 pub mod sweep;
 pub mod trace;
 pub mod workload;
+
+/// Packets a one-way partition holds per directed pair; beyond, the link is reset (TCP would
+/// have given up long before).
+pub const HELD_PACKETS_MAX: usize = 100_000;
 
 /// Ticks at one virtual instant before the simulator calls it a livelock.
 pub const TICKS_PER_INSTANT_MAX: u32 = 10_000;
@@ -159,6 +166,13 @@ pub struct Sim {
     link_clock: BTreeMap<(usize, LinkId), i64>,
     /// Pairs of nodes that cannot talk.
     cut: BTreeSet<(usize, usize)>,
+    /// Directed pairs (from, to) whose packets wait: a one-way partition.
+    stalled: BTreeSet<(usize, usize)>,
+    /// Packets held by a one-way partition, in the order they were due.
+    held: BTreeMap<(usize, usize), Vec<Event>>,
+    /// Election notifications lost or sent twice, in percent (0: no draws from `rng`).
+    pub election_drop_percent: u64,
+    pub election_dup_percent: u64,
     pub max_delay_ms: i64,
     pub fsync_ms: (i64, i64),
     /// Every step taken, for a failing seed's report.
@@ -240,6 +254,10 @@ impl Sim {
             seq: 0,
             link_clock: BTreeMap::new(),
             cut: BTreeSet::new(),
+            stalled: BTreeSet::new(),
+            held: BTreeMap::new(),
+            election_drop_percent: 0,
+            election_dup_percent: 0,
             max_delay_ms: 5,
             fsync_ms: (1, 4),
             steps: 0,
@@ -341,8 +359,22 @@ impl Sim {
         }
     }
 
+    /// Heals every partition; packets a one-way partition held arrive now, in order.
     pub fn heal(&mut self) {
         self.cut.clear();
+        self.stalled.clear();
+        let at = self.now_ms + 1;
+        for (_, events) in std::mem::take(&mut self.held) {
+            for ev in events {
+                self.push(at, ev);
+            }
+        }
+    }
+
+    /// What `from` sends to `to` waits (quorum packets) or is lost (election notifications)
+    /// until `heal`; `to` still reaches `from`.
+    pub fn stall(&mut self, from: usize, to: usize) {
+        self.stalled.insert((from, to));
     }
 
     fn can_talk(&self, a: usize, b: usize) -> bool {
@@ -432,10 +464,24 @@ impl Sim {
                 }
                 PeerOutput::Election { to, notification } => {
                     let to = (to - 1) as usize;
-                    if to < self.nodes.len() && self.can_talk(node, to) {
-                        let d = self.delay();
+                    if to < self.nodes.len()
+                        && self.can_talk(node, to)
+                        && !self.stalled.contains(&(node, to))
+                    {
+                        let lost = self.election_drop_percent > 0
+                            && self.rng.chance(self.election_drop_percent);
+                        let twice = self.election_dup_percent > 0
+                            && self.rng.chance(self.election_dup_percent);
                         let from = (node + 1) as Sid;
-                        self.deliver(to, d, PeerInput::Election { from, notification });
+                        if twice {
+                            let d = self.delay();
+                            let notification = notification.clone();
+                            self.deliver(to, d, PeerInput::Election { from, notification });
+                        }
+                        if !lost {
+                            let d = self.delay();
+                            self.deliver(to, d, PeerInput::Election { from, notification });
+                        }
                     }
                 }
                 PeerOutput::Connect { link, addr } => self.connect(node, link, addr),
@@ -520,6 +566,22 @@ impl Sim {
             return;
         };
         self.nodes[remote].links.remove(&rlink);
+        // What a one-way partition held on this link dies with it.
+        let on_link = |ev: &Event| match ev {
+            Event::Deliver {
+                node: to,
+                from: Some(from),
+                input: PeerInput::Packet { link: l, .. },
+                ..
+            } => {
+                (*to, *from, *l) == (remote, node, rlink)
+                    || (*to, *from, *l) == (node, remote, link)
+            }
+            _ => false,
+        };
+        for events in self.held.values_mut() {
+            events.retain(|ev| !on_link(ev));
+        }
         if self.reset_on_close {
             self.queue.retain(|_, ev| match ev {
                 Event::Deliver {
@@ -678,6 +740,28 @@ impl Sim {
                 continue;
             }
             let (_, ev) = self.queue.pop_first().expect("an event is due");
+            if let Event::Deliver {
+                node,
+                from: Some(from),
+                ..
+            } = &ev
+            {
+                if self.stalled.contains(&(*from, *node)) {
+                    let pair = (*from, *node);
+                    let held = self.held.entry(pair).or_default();
+                    if held.len() < HELD_PACKETS_MAX {
+                        held.push(ev);
+                    } else if let Event::Deliver {
+                        node,
+                        input: PeerInput::Packet { link, .. },
+                        ..
+                    } = ev
+                    {
+                        self.close_link(node, link); // TCP would have given up: a reset
+                    }
+                    continue;
+                }
+            }
             match ev {
                 Event::Deliver {
                     node,

@@ -59,6 +59,9 @@ pub struct SweepOptions {
     /// Properties not checked (`SIM_SKIP=CommittedOnQuorum,NoProtocolError`): to see which
     /// other checker catches a negative control.
     pub skip: Vec<String>,
+    /// One-way partitions and lost or duplicated election notifications too
+    /// (`SIM_NETWORK_FAULTS=1`). Off, a seed runs as it always did (its regression tests).
+    pub network_faults: bool,
 }
 
 impl SweepOptions {
@@ -68,6 +71,7 @@ impl SweepOptions {
             skip: std::env::var("SIM_SKIP")
                 .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
                 .unwrap_or_default(),
+            network_faults: std::env::var("SIM_NETWORK_FAULTS").is_ok_and(|v| v != "0"),
         }
     }
 }
@@ -279,6 +283,7 @@ struct Nemesis {
     partition_gen: u64,
     next_fault_ms: i64,
     faults: u64,
+    network_faults: bool,
 }
 
 impl Nemesis {
@@ -396,6 +401,28 @@ impl Nemesis {
                 sim.heal();
             }
         }
+        if self.network_faults && self.rng.chance(35) {
+            self.one_way(sim, leader);
+        }
+    }
+
+    /// Everything one node (the leader, half the time) sends waits until healed.
+    fn one_way(&mut self, sim: &mut Sim, leader: Option<usize>) {
+        let n = sim.nodes.len();
+        let from = match leader {
+            Some(l) if self.rng.chance(50) => l,
+            _ => self.rng.range(0, n as i64 - 1) as usize,
+        };
+        for to in (0..n).filter(|&t| t != from) {
+            sim.stall(from, to);
+        }
+        self.partition_gen += 1;
+        sim.note(format_args!(
+            "nemesis: one-way partition: what s{} sends waits",
+            from + 1
+        ));
+        let heal = sim.now_ms + self.rng.range(200, 5_000);
+        self.schedule(heal, Action::Heal(self.partition_gen));
     }
 }
 
@@ -591,6 +618,10 @@ pub fn run_seed(seed: u64, opts: &SweepOptions) -> SeedReport {
         });
         sim.max_delay_ms = p.max_delay_ms;
         sim.fsync_ms = p.fsync_ms;
+        if opts.network_faults {
+            sim.election_drop_percent = 5;
+            sim.election_dup_percent = 5;
+        }
         sim.enable_checker();
         let wl = Workload::new(
             seed,
@@ -611,6 +642,7 @@ pub fn run_seed(seed: u64, opts: &SweepOptions) -> SeedReport {
                 partition_gen: 0,
                 next_fault_ms: i64::MAX,
                 faults: 0,
+                network_faults: opts.network_faults,
             },
             opts,
             violations: Vec::new(),

@@ -550,3 +550,24 @@ fn seven_voters_survive_three_crashes() {
     assert!(converged(&sim, "/seven"));
     assert!(converged(&sim, "/after-three"));
 }
+
+/// A one-way partition: the leader still hears its followers, but what it sends waits. The
+/// followers stop hearing it, elect another leader, and after healing everyone serves under
+/// the new one; the checkers see nothing wrong.
+#[test]
+fn a_leader_nobody_hears_is_replaced() {
+    let mut sim = Sim::new(21, 3, 0);
+    sim.enable_checker();
+    assert!(sim.run_until_serving(20_000));
+    let old = sim.leader().expect("a leader");
+    for to in (0..3).filter(|&t| t != old) {
+        sim.stall(old, to);
+    }
+    sim.run_for(5_000);
+    let new = sim.leader().expect("the followers elected a leader");
+    assert_ne!(new, old);
+    sim.heal();
+    assert!(sim.run_until_serving(20_000), "all serve after healing");
+    assert_eq!(sim.leader(), Some(new));
+    assert!(sim.violation().is_none(), "{:?}", sim.violation());
+}
