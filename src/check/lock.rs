@@ -1,11 +1,13 @@
 //! The fenced lock: a lock is an ephemeral sequential child of `/lock` and its holder is the
-//! lowest child. While holding it a client reads `/counter` (value v, version n) and runs
-//! `multi[check(own lock node, version 0), setData(/counter, v + 1, version n)]`.
+//! lowest child. While holding it a client reads `/counter` (value v) and runs
+//! `multi[check(own lock node, version 0), setData(/counter, v + 1, any version)]`: the write
+//! is unconditional, so only the lock fences it and the chain below tests mutual exclusion
+//! (a version-checked write would make the chain hold even without a lock).
 //!
 //! What a ZooKeeper lock can guarantee is this fenced mutual exclusion, not exclusion in real
 //! time: a client paused (GC, SIGSTOP) past its session timeout still believes it holds the
 //! lock after its ephemeral node is gone and another client took it. The `check` of its own
-//! node and the expected version are the fence that makes its late write fail. So the checker
+//! node is the fence that makes its late write fail. So the checker
 //! asks that the successful increments form one chain: each one's read value is the previous
 //! one's written value, none lost, none from a value two holders both read.
 

@@ -623,12 +623,16 @@ fn lock_round(ctx: &Ctx, c: &mut Client, p: u64, h: &mut History<Increment, ()>)
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let (read_value, version) = match c.get_data("/counter", false) {
-        Ok(Ok((d, stat))) => (counter_value(d.as_deref()), stat.version),
+    let read_value = match c.get_data("/counter", false) {
+        Ok(Ok((d, _))) => counter_value(d.as_deref()),
         Ok(Err(_)) => return true,
         Err(_) => return false,
     };
     let data = format!("{}:{p}", read_value + 1);
+    // The write is unconditional (version -1): only the check of our own lock node fences it,
+    // so two holders at once would both succeed from one read value, which the chain check
+    // flags. The read cannot be stale: this session saw our node lowest, so it has applied the
+    // previous holder's delete and, before it, that holder's increment.
     let ops = vec![
         Request::Check(CheckVersionRequest {
             path: mine.clone(),
@@ -637,7 +641,7 @@ fn lock_round(ctx: &Ctx, c: &mut Client, p: u64, h: &mut History<Increment, ()>)
         Request::SetData(SetDataRequest {
             path: "/counter".into(),
             data: Some(bytes::Bytes::from(data.into_bytes())),
-            version,
+            version: -1,
         }),
     ];
     let t0 = ctx.clock.ns();
