@@ -218,12 +218,11 @@ fn regression_restarted_server_joins_a_settled_ensemble() {
     regression(&[5737], false);
 }
 
-/// Open finding (seed 2530): after a TRUNC with a slow tree reload and two role changes, s1
-/// gets a COMMIT during a sync that is not for its next queued proposal and leaves the role
-/// (NoProtocolError; it re-syncs, no other checker fires). Not yet explained; kept as a
-/// reproducer: `cargo test --release --test sim_sweep -- --ignored`.
+/// Fixed (seed 2530): a follower whose TRUNC needed a slow tree reload went on reading the
+/// sync's PROPOSALs and COMMITs meanwhile, and the reload then reset its "committed through"
+/// mark to the sync point: the next COMMIT was "not for the next proposal" and the follower
+/// left the role (NoProtocolError).
 #[test]
-#[ignore = "open finding: seed 2530, COMMIT during sync not for the next proposal"]
-fn open_finding_seed_2530_commit_during_sync() {
+fn regression_reload_keeps_commits_seen_during_the_sync() {
     regression(&[2530], false);
 }

@@ -618,7 +618,9 @@ impl Learner {
                         .map_or(reloaded, |e| e.header.zxid.max(reloaded));
                     r.durable = reloaded;
                     if self.mode == SyncMode::Trunc {
-                        self.committed_through = reloaded;
+                        // COMMITs read while the reload was on its way (seed 2530) stay seen:
+                        // only an earlier sync point moves up to the reloaded tree.
+                        self.committed_through = self.committed_through.max(reloaded);
                     }
                 }
                 self.awaiting_reload = false;
