@@ -674,15 +674,21 @@ mod tests {
         assert_eq!(count(&t, "LeaderSyncFollower", "SNAP"), 1);
     }
 
-    /// The leader is cut off and logs a txn no one else gets; the new leader commits in its
-    /// epoch first, so the old leader's log ends in an older epoch than the txn above it: SNAP.
-    #[test]
-    fn trace_isolated_leader_snap() {
+    /// Cuts the leader off after one write and writes to it again: a txn no one else logs.
+    fn isolated_leader_with_a_lost_write() -> (Sim, usize) {
         let mut sim = traced(4);
         let l = leader_of(&mut sim);
         write(&mut sim, l, 1, "/a");
         sim.isolate(l);
         write(&mut sim, l, 2, "/lost");
+        (sim, l)
+    }
+
+    /// The leader is cut off and logs a txn no one else gets; the new leader commits in its
+    /// epoch first, so the old leader's log ends in an older epoch than the txn above it: SNAP.
+    #[test]
+    fn trace_isolated_leader_snap() {
+        let (mut sim, l) = isolated_leader_with_a_lost_write();
         sim.run_for(3_000);
         let l2 = sim.leader().expect("a new leader");
         assert_ne!(l2, l);
@@ -703,11 +709,7 @@ mod tests {
     /// uncommitted txn is above the new leader's log, so it is truncated: TRUNC.
     #[test]
     fn trace_isolated_leader_trunc() {
-        let mut sim = traced(4);
-        let l = leader_of(&mut sim);
-        write(&mut sim, l, 1, "/a");
-        sim.isolate(l);
-        write(&mut sim, l, 2, "/lost");
+        let (mut sim, l) = isolated_leader_with_a_lost_write();
         // Back before the sessions of the cut-off leader's clients expire (a txn of epoch 2).
         for _ in 0..300 {
             if sim.leader().is_some_and(|x| x != l) {
