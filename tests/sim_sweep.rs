@@ -48,6 +48,14 @@ fn summary(reports: &[SeedReport], real_ms: u128) -> String {
     let snaps: u64 = reports.iter().map(|r| r.check.snap_installs).sum();
     let removals: u64 = reports.iter().map(|r| r.check.durable_removals).sum();
     let max_ms = reports.iter().map(|r| r.real_ms).max().unwrap_or(0);
+    let reg_ops: u64 = reports.iter().map(|r| r.workload.register_ops).sum();
+    let reg_events: u64 = reports.iter().map(|r| r.workload.register_events).sum();
+    let lin = |v: &str| {
+        reports
+            .iter()
+            .filter(|r| r.workload.register_verdict.starts_with(v))
+            .count()
+    };
     let known: Vec<u64> = reports
         .iter()
         .filter(|r| !r.known.is_empty())
@@ -56,8 +64,11 @@ fn summary(reports: &[SeedReport], real_ms: u128) -> String {
     format!(
         "{} seeds in {real_ms} ms (slowest seed {max_ms} ms): {steps} steps, {faults} faults, \
          {ops} client ops, {committed} txns committed, {snaps} SNAP installs, \
-         {removals} txns truncated from logs; known issues in seeds {known:?}",
-        reports.len()
+         {removals} txns truncated from logs; register: {reg_ops} ops, {reg_events} watch events, \
+         {} histories linearizable, {} unknown (search budget); known issues in seeds {known:?}",
+        reports.len(),
+        lin("ok"),
+        lin("unknown"),
     )
 }
 
@@ -66,7 +77,9 @@ fn summary(reports: &[SeedReport], real_ms: u128) -> String {
     any(
         feature = "bug-commit-on-first-ack",
         feature = "bug-skip-trunc",
-        feature = "bug-ack-before-fsync"
+        feature = "bug-ack-before-fsync",
+        feature = "bug-ignore-last-zxid-seen",
+        feature = "bug-watch-event-after-reply"
     ),
     ignore = "a negative-control build breaks the protocol on purpose"
 )]
@@ -105,7 +118,9 @@ fn sweep() {
 #[cfg(any(
     feature = "bug-commit-on-first-ack",
     feature = "bug-skip-trunc",
-    feature = "bug-ack-before-fsync"
+    feature = "bug-ack-before-fsync",
+    feature = "bug-ignore-last-zxid-seen",
+    feature = "bug-watch-event-after-reply"
 ))]
 fn negative_control_is_caught() {
     install_log_capture();
