@@ -416,7 +416,8 @@ impl ZooKeeperServer {
             return;
         }
         let last = self.tree.last_processed_zxid();
-        if req.last_zxid_seen > last {
+        // The negative control serves clients from a state older than they have seen.
+        if req.last_zxid_seen > last && !cfg!(feature = "bug-ignore-last-zxid-seen") {
             info!(
                 "Refusing session(0x{:x}) request for client {} as it has seen zxid 0x{:x} our last zxid is 0x{:x} client must try another server",
                 req.session_id, c.peer, req.last_zxid_seen, last
@@ -935,6 +936,7 @@ impl ZooKeeperServer {
             "transactions apply in zxid order"
         );
         self.outstanding.applied(header.zxid);
+        #[cfg(not(feature = "bug-watch-event-after-reply"))]
         self.send_events(events, out);
         if header.type_ == op::CLOSE_SESSION {
             self.session_closed(header.client_id, &p.origin, out);
@@ -966,6 +968,9 @@ impl ZooKeeperServer {
             }
             Origin::Server => {}
         }
+        // The negative control answers the write before its watch events.
+        #[cfg(feature = "bug-watch-event-after-reply")]
+        self.send_events(events, out);
     }
 
     /// A session is gone: forget it; an expired session's connection is closed.
