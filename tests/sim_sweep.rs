@@ -78,7 +78,7 @@ fn summary(reports: &[SeedReport], real_ms: u128) -> String {
         feature = "bug-commit-on-first-ack",
         feature = "bug-skip-trunc",
         feature = "bug-ack-before-fsync",
-        feature = "bug-ignore-last-zxid-seen",
+        feature = "bug-read-skips-queued-write",
         feature = "bug-watch-event-after-reply"
     ),
     ignore = "a negative-control build breaks the protocol on purpose"
@@ -119,7 +119,7 @@ fn sweep() {
     feature = "bug-commit-on-first-ack",
     feature = "bug-skip-trunc",
     feature = "bug-ack-before-fsync",
-    feature = "bug-ignore-last-zxid-seen",
+    feature = "bug-read-skips-queued-write",
     feature = "bug-watch-event-after-reply"
 ))]
 fn negative_control_is_caught() {

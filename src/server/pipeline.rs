@@ -416,8 +416,7 @@ impl ZooKeeperServer {
             return;
         }
         let last = self.tree.last_processed_zxid();
-        // The negative control serves clients from a state older than they have seen.
-        if req.last_zxid_seen > last && !cfg!(feature = "bug-ignore-last-zxid-seen") {
+        if req.last_zxid_seen > last {
             info!(
                 "Refusing session(0x{:x}) request for client {} as it has seen zxid 0x{:x} our last zxid is 0x{:x} client must try another server",
                 req.session_id, c.peer, req.last_zxid_seen, last
@@ -659,7 +658,9 @@ impl ZooKeeperServer {
             }
             req if req.is_write() => self.on_write(now_ms, cnxn, session, xid, req),
             req => {
-                let busy = self.cnxns.get(&cnxn).is_some_and(|c| !c.queue.is_empty());
+                // The negative control answers a read before the connection's earlier writes.
+                let busy = self.cnxns.get(&cnxn).is_some_and(|c| !c.queue.is_empty())
+                    && !cfg!(feature = "bug-read-skips-queued-write");
                 if busy {
                     let queued = Queued::Read {
                         xid,

@@ -20,14 +20,16 @@
 //!
 //! With `register_clients` (the default sweep; off for the regression seeds, whose runs must
 //! not change), more clients share one znode, [`REG_PATH`], with setData (plain and
-//! version-checked) and getData (some setting a watch), drawing from their own random stream:
+//! version-checked), getData (some setting a watch), a setData with a getData right behind it
+//! on the connection, and moves of their session to another server, drawing from their own
+//! random stream:
 //! - **Linearizable**: their history, checked after the run by [`crate::check::linearizable`]
 //!   against [`SeqRegister`]: writes are linearizable; a read is sequentially consistent only
 //!   (a follower may answer from an older state), so it may show any state the register held
 //!   since the newest one its session had seen.
 //! - **SessionOrder**: within a session (across reconnects to other servers), a read never
-//!   shows an older version than an earlier read or acknowledged write of the session, and a
-//!   write's new version is newer than all of them.
+//!   shows an older version than an earlier read or acknowledged write of the session, a
+//!   write's new version is newer than all of them, and replies come in request order.
 //! - **WatchBeforeData**: a client with a data watch on the znode receives its event before any
 //!   reply that shows a newer version than the one the watch was set on.
 
@@ -95,6 +97,11 @@ pub struct WorkloadStats {
     pub register_unknown: u64,
     /// Watch events the register clients received.
     pub register_events: u64,
+    /// Times a register client moved its session to another server on purpose.
+    pub register_moves: u64,
+    /// Handshakes of register clients that a server closed (it is behind the client, or the
+    /// session is gone).
+    pub register_refused: u64,
     /// The linearizability verdict on the register history: "-" (not run), "ok",
     /// "unknown: ..." (budget) or "violation".
     pub register_verdict: String,
@@ -173,11 +180,22 @@ struct SimClient {
     last_zxid: i64,
     xid: i32,
     outstanding: Option<Outstanding>,
+    /// A register client's read sent right behind its write, before that was answered.
+    pipelined: Option<Outstanding>,
     next_op_ms: i64,
     reconnect_at_ms: i64,
     names: u64,
     /// What this client's session saw of the register.
     reg: SessionTracker,
+}
+
+/// What a register client does next.
+enum RegChoice {
+    One(Op),
+    /// The write, and a read right behind it on the same connection.
+    WriteThenRead(Op),
+    /// Move the session to another server.
+    Move,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -310,6 +328,7 @@ impl Workload {
                 last_zxid: 0,
                 xid: 0,
                 outstanding: None,
+                pipelined: None,
                 next_op_ms: sim.now_ms,
                 reconnect_at_ms: sim.now_ms + i as i64,
                 names: 0,
@@ -386,8 +405,8 @@ impl Workload {
     pub fn outstanding(&self) -> usize {
         self.clients
             .iter()
-            .filter(|c| c.outstanding.is_some())
-            .count()
+            .map(|c| usize::from(c.outstanding.is_some()) + usize::from(c.pipelined.is_some()))
+            .sum()
     }
 
     /// One round: read what the nodes answered, notice lost connections, reconnect, send.
@@ -412,7 +431,13 @@ impl Workload {
         match o {
             Output::Connected { resp, close, .. } => self.on_connected(sim, c, resp, close),
             Output::Reply { header, body, .. } => self.on_reply(sim, c, header, body),
-            Output::Close { .. } => self.lose_connection(sim, c),
+            Output::Close { .. } => {
+                let handshake = self.clients[c].conn.as_ref().is_some_and(|x| !x.connected);
+                if self.is_reg(c) && handshake {
+                    self.stats.register_refused += 1;
+                }
+                self.lose_connection(sim, c)
+            }
             _ => {}
         }
     }
@@ -490,8 +515,22 @@ impl Workload {
         if header.xid == xid::PING {
             return;
         }
-        let Some(out) = client.outstanding.take_if(|o| o.xid == header.xid) else {
-            return;
+        let out = match client.outstanding.take_if(|o| o.xid == header.xid) {
+            Some(out) => out,
+            None => {
+                let Some(out) = client.pipelined.take_if(|o| o.xid == header.xid) else {
+                    return;
+                };
+                if let Some(first) = &client.outstanding {
+                    // A session's requests are answered in the order it sent them.
+                    let msg = format!(
+                        "client {c}: the reply to xid {} came before the reply to xid {}, sent before it",
+                        header.xid, first.xid
+                    );
+                    Self::violate(&mut self.violations, sim, "SessionOrder", msg);
+                }
+                out
+            }
         };
         let code = Code::from_i32(header.err).unwrap_or(Code::SystemError);
         if code == Code::Ok {
@@ -745,6 +784,10 @@ impl Workload {
             self.stats.unknown += 1;
             self.resolve(sim, c, out, None);
         }
+        if let Some(out) = self.clients[c].pipelined.take() {
+            self.stats.unknown += 1;
+            self.resolve(sim, c, out, None);
+        }
     }
 
     fn drive_client(&mut self, sim: &mut Sim, c: usize) {
@@ -777,13 +820,42 @@ impl Workload {
             return;
         }
         let timeout = client.session.map_or(4_000, |s| s.1 as i64);
-        if client.outstanding.is_none() && now >= client.next_op_ms {
+        let idle = client.outstanding.is_none() && client.pipelined.is_none();
+        if idle && now >= client.next_op_ms {
             let op = if !self.setup.is_empty() {
                 (c == 0).then(|| Op::Setup {
                     path: self.setup[0].clone(),
                 })
             } else if self.issuing && self.is_reg(c) {
-                Some(self.pick_reg_op(c))
+                let (op, then_read) = match self.pick_reg_op(c) {
+                    RegChoice::One(op) => (Some(op), false),
+                    RegChoice::WriteThenRead(op) => (Some(op), true),
+                    RegChoice::Move => (None, false),
+                };
+                if then_read {
+                    let op = op.expect("a write");
+                    self.send_op(sim, c, op);
+                    // Right behind it, before its answer: the read must see the write.
+                    let min_version = self.clients[c].reg.floor.unwrap_or(0);
+                    let read = Op::RegGet {
+                        watch: false,
+                        min_version,
+                    };
+                    self.send_op(sim, c, read);
+                    return;
+                }
+                if op.is_none() {
+                    // The session moves to another server at once, as a client does when it
+                    // rebalances: the session's guarantees must hold across the move.
+                    self.stats.register_moves += 1;
+                    self.lose_connection(sim, c);
+                    let gap = self.reg_rng.range(0, 50);
+                    let client = &mut self.clients[c];
+                    client.reconnect_at_ms = now;
+                    client.next_op_ms = now + gap;
+                    return;
+                }
+                op
             } else if self.issuing {
                 Some(self.pick_op(c))
             } else {
@@ -907,23 +979,26 @@ impl Workload {
     }
 
     /// A register client's next operation: writes, version-checked writes (mostly from the
-    /// version it saw last) and reads, half of them setting a watch.
-    fn pick_reg_op(&mut self, c: usize) -> Op {
+    /// version it saw last), a write with a read right behind it, reads (half of them setting
+    /// a watch), or a move of the session to another server.
+    fn pick_reg_op(&mut self, c: usize) -> RegChoice {
         let seen = self.clients[c].reg.floor;
         let data = self.next_reg_data;
         self.next_reg_data += 1;
         let rng = &mut self.reg_rng;
         match rng.range(0, 99) {
-            0..=29 => Op::RegSet { data, version: -1 },
-            30..=59 => {
+            0..=21 => RegChoice::One(Op::RegSet { data, version: -1 }),
+            22..=45 => {
                 let v = seen.unwrap_or(0);
                 let version = if rng.chance(75) { v } else { (v - 1).max(0) };
-                Op::RegSet { data, version }
+                RegChoice::One(Op::RegSet { data, version })
             }
-            _ => Op::RegGet {
+            46..=57 => RegChoice::WriteThenRead(Op::RegSet { data, version: -1 }),
+            58..=93 => RegChoice::One(Op::RegGet {
                 watch: rng.chance(50),
                 min_version: seen.unwrap_or(0),
-            },
+            }),
+            _ => RegChoice::Move,
         }
     }
 
@@ -985,7 +1060,11 @@ impl Workload {
                 watch: *watch,
             }),
         };
-        let gap = if self.is_reg(c) {
+        // A second request in flight (a register client's read behind its write).
+        let second = self.clients[c].outstanding.is_some();
+        let gap = if second {
+            0
+        } else if self.is_reg(c) {
             let (lo, hi) = self.params.register_gap_ms;
             self.reg_rng.range(lo, hi)
         } else {
@@ -999,17 +1078,22 @@ impl Workload {
         let client = &mut self.clients[c];
         client.xid += 1;
         let xid = client.xid;
-        client.next_op_ms = now + gap;
         let session = client.session.map_or(0, |s| s.0);
         let conn = client.conn.as_mut().expect("connected");
         conn.last_send_ms = now;
         let (node, cnxn) = (conn.node, conn.cnxn);
-        client.outstanding = Some(Outstanding {
+        let out = Outstanding {
             xid,
             op,
             session,
             sent_ms: now,
-        });
+        };
+        if second {
+            client.pipelined = Some(out);
+        } else {
+            client.next_op_ms = now + gap;
+            client.outstanding = Some(out);
+        }
         self.stats.ops_sent += 1;
         sim.client(node, Input::Request { cnxn, xid, req });
     }
