@@ -8,6 +8,11 @@
 //! every tree, and finally every session must expire with its ephemerals. A run stops at the
 //! first violation. Everything is a function of the seed: `SIM_SEED=<n>` reruns one.
 //!
+//! With [`SweepOptions::client_checks`] (the sweep's default; not the regression seeds'), a few
+//! more clients share one register znode, and the run also checks what they saw: its history
+//! is linearizable (reads sequentially consistent), sessions never go back, watch events come
+//! before the data ([`super::workload`]).
+//!
 //! Protocol errors (spec: NoProtocolError) are the warnings the core logs when it drops a
 //! connection for an impossible packet; a capturing logger ([`install_log_capture`]) keeps the
 //! last log lines of the running seed, per thread, for the report.
