@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Negative controls for the simulator's checkers: each Cargo feature bug-* breaks the ZAB
-# implementation on purpose (src/quorum/leader.rs, src/quorum/learner.rs); the seeded sweep
+# implementation on purpose (src/quorum/leader.rs, src/quorum/learner.rs; the client-visible
+# ones src/server/pipeline.rs: bug-read-skips-queued-write, bug-watch-event-after-reply); the seeded sweep
 # (tests/sim_sweep.rs, negative_control_is_caught) must find a violation and print its seed.
 # A checker that never fails proves nothing.
 #
@@ -17,7 +18,8 @@ cd "$(dirname "$0")/.."
 
 controls=("$@")
 if [ ${#controls[@]} -eq 0 ]; then
-    controls=(bug-commit-on-first-ack bug-skip-trunc bug-ack-before-fsync)
+    controls=(bug-commit-on-first-ack bug-skip-trunc bug-ack-before-fsync
+        bug-read-skips-queued-write bug-watch-event-after-reply)
 fi
 
 failed=0

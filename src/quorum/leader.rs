@@ -113,7 +113,7 @@ impl Leader {
             r.apply_tail_through(now_ms, end);
         }
         let mut connecting = BTreeMap::new();
-        connecting.insert(r.me(), r.accepted_epoch);
+        connecting.insert(r.me(), r.accepted_epoch_promised);
         info!(
             "LEADING: accepted epoch {}, current epoch {}, last zxid 0x{:x}",
             r.accepted_epoch, r.current_epoch, r.last_logged

@@ -193,7 +193,7 @@ impl Learner {
         if link != self.link || self.phase != Phase::Connecting {
             return;
         }
-        let info = packets::learner_info(self.observer, r.me(), r.accepted_epoch);
+        let info = packets::learner_info(self.observer, r.me(), r.accepted_epoch_promised);
         self.send(info, out);
         self.phase = Phase::AwaitLeaderInfo;
         self.deadline_ms = now_ms + r.settings.init_limit_ms();
@@ -304,16 +304,16 @@ impl Learner {
         out: &mut Vec<PeerOutput>,
     ) -> Result<(), Leave> {
         let epoch = packets::check_leader_info(p).map_err(|e| e.to_string())?;
-        if epoch < r.accepted_epoch {
+        if epoch < r.accepted_epoch_promised {
             return Err(format!(
                 "leader's epoch {epoch} is below our accepted epoch {}",
-                r.accepted_epoch
+                r.accepted_epoch_promised
             ));
         }
         self.new_epoch = epoch;
         self.phase = Phase::AwaitAckEpoch;
         // Already accepted: answer -1 (it does not count towards the leader's quorum).
-        self.ack_epoch_counts = epoch > r.accepted_epoch;
+        self.ack_epoch_counts = epoch > r.accepted_epoch_promised;
         if self.ack_epoch_counts {
             // ACKEPOCH goes when the write is done (on_disk_done).
             self.accepted_write_pending = true;

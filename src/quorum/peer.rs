@@ -92,6 +92,7 @@ impl QuorumPeer {
                 settings,
                 zk,
                 accepted_epoch: start.accepted_epoch,
+                accepted_epoch_promised: start.accepted_epoch,
                 current_epoch: start.current_epoch,
                 tail: Default::default(),
                 last_logged: last,

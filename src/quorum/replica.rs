@@ -130,6 +130,11 @@ pub struct Replica {
     /// message or vote ever carries an epoch a crash could take back.
     pub accepted_epoch: i64,
     pub current_epoch: i64,
+    /// The highest acceptedEpoch written or being written. A new epoch is judged against it,
+    /// not the durable one, so a write never lands behind a higher one still pending (seed
+    /// 977); it only ever bounds a leader's choice from below, so a crash taking it back is
+    /// harmless.
+    pub accepted_epoch_promised: i64,
     /// Logged but not applied (a learner's proposals awaiting COMMIT), in zxid order.
     pub tail: VecDeque<TxnEntry>,
     /// The highest zxid handed to the log.
@@ -191,6 +196,13 @@ impl Replica {
     }
 
     pub fn persist_epoch(&mut self, which: EpochKind, epoch: i64, out: &mut Vec<PeerOutput>) {
+        if which == EpochKind::Accepted {
+            debug_assert!(
+                epoch >= self.accepted_epoch_promised,
+                "acceptedEpoch goes back"
+            );
+            self.accepted_epoch_promised = self.accepted_epoch_promised.max(epoch);
+        }
         out.push(PeerOutput::Disk(DiskCommand::WriteEpoch { which, epoch }));
     }
 

@@ -658,7 +658,9 @@ impl ZooKeeperServer {
             }
             req if req.is_write() => self.on_write(now_ms, cnxn, session, xid, req),
             req => {
-                let busy = self.cnxns.get(&cnxn).is_some_and(|c| !c.queue.is_empty());
+                // The negative control answers a read before the connection's earlier writes.
+                let busy = self.cnxns.get(&cnxn).is_some_and(|c| !c.queue.is_empty())
+                    && !cfg!(feature = "bug-read-skips-queued-write");
                 if busy {
                     let queued = Queued::Read {
                         xid,
@@ -935,6 +937,7 @@ impl ZooKeeperServer {
             "transactions apply in zxid order"
         );
         self.outstanding.applied(header.zxid);
+        #[cfg(not(feature = "bug-watch-event-after-reply"))]
         self.send_events(events, out);
         if header.type_ == op::CLOSE_SESSION {
             self.session_closed(header.client_id, &p.origin, out);
@@ -966,6 +969,9 @@ impl ZooKeeperServer {
             }
             Origin::Server => {}
         }
+        // The negative control answers the write before its watch events.
+        #[cfg(feature = "bug-watch-event-after-reply")]
+        self.send_events(events, out);
     }
 
     /// A session is gone: forget it; an expired session's connection is closed.

@@ -8,6 +8,11 @@
 //! every tree, and finally every session must expire with its ephemerals. A run stops at the
 //! first violation. Everything is a function of the seed: `SIM_SEED=<n>` reruns one.
 //!
+//! With [`SweepOptions::client_checks`] (the sweep's default; not the regression seeds'), a few
+//! more clients share one register znode, and the run also checks what they saw: its history
+//! is linearizable (reads sequentially consistent), sessions never go back, watch events come
+//! before the data ([`super::workload`]).
+//!
 //! Protocol errors (spec: NoProtocolError) are the warnings the core logs when it drops a
 //! connection for an impossible packet; a capturing logger ([`install_log_capture`]) keeps the
 //! last log lines of the running seed, per thread, for the report.
@@ -62,6 +67,11 @@ pub struct SweepOptions {
     /// One-way partitions and lost or duplicated election notifications too
     /// (`SIM_NETWORK_FAULTS=1`). Off, a seed runs as it always did (its regression tests).
     pub network_faults: bool,
+    /// The register clients and their checks (Linearizable, SessionOrder, WatchBeforeData)
+    /// run too. On in the sweep (`SIM_CLIENT_CHECKS=0` turns them off); off by default, so
+    /// that the regression seeds replay the runs they were found in: the extra traffic
+    /// changes every later network delay.
+    pub client_checks: bool,
 }
 
 impl SweepOptions {
@@ -72,6 +82,7 @@ impl SweepOptions {
                 .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
                 .unwrap_or_default(),
             network_faults: std::env::var("SIM_NETWORK_FAULTS").is_ok_and(|v| v != "0"),
+            client_checks: std::env::var("SIM_CLIENT_CHECKS").map_or(true, |v| v != "0"),
         }
     }
 }
@@ -88,6 +99,9 @@ pub struct SeedParams {
     pub fault_gap_ms: (i64, i64),
     pub fault_phase_ms: i64,
     pub max_session_timeout_ms: u64,
+    /// Register clients, when the sweep runs them ([`SweepOptions::client_checks`]).
+    pub register_clients: usize,
+    pub register_gap_ms: (i64, i64),
 }
 
 impl SeedParams {
@@ -108,6 +122,9 @@ impl SeedParams {
             fault_gap_ms: (200, rng.range(800, 3_000)),
             fault_phase_ms: 40_000,
             max_session_timeout_ms: 6_000,
+            // Drawn last: the draws above stay what they were.
+            register_clients: rng.range(2, 3) as usize,
+            register_gap_ms: (20, rng.range(100, 300)),
         }
     }
 }
@@ -577,6 +594,10 @@ impl Run {
         }
         let found = self.wl.check_trees(&self.sim, false);
         self.violations.extend(found);
+        self.wl.check_register(&self.sim);
+        if !self.collect() {
+            return;
+        }
         // Every client goes away; every session must expire, with its ephemerals.
         self.wl.active = false;
         let wait = p.max_session_timeout_ms as i64 + 4_000;
@@ -611,6 +632,7 @@ pub fn run_seed(seed: u64, opts: &SweepOptions) -> SeedReport {
     take_protocol_errors();
     let p = params.clone();
     let opts = opts.clone();
+    let client_checks = opts.client_checks;
     let result = std::panic::catch_unwind(move || {
         let max_timeout = p.max_session_timeout_ms;
         let mut sim = Sim::with_config(seed, p.voters, p.observers, |c| {
@@ -630,6 +652,8 @@ pub fn run_seed(seed: u64, opts: &SweepOptions) -> SeedReport {
                 clients: p.clients,
                 op_gap_ms: p.op_gap_ms,
                 session_timeout_ms: max_timeout as i32,
+                register_clients: if client_checks { p.register_clients } else { 0 },
+                register_gap_ms: p.register_gap_ms,
             },
         );
         let mut run = Run {

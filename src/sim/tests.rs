@@ -571,3 +571,200 @@ fn a_leader_nobody_hears_is_replaced() {
     assert_eq!(sim.leader(), Some(new));
     assert!(sim.violation().is_none(), "{:?}", sim.violation());
 }
+
+// ----- the register clients' checks (workload.rs): each must be able to fail -----
+
+mod register_checks {
+    use super::super::sweep::{run_seed, SweepOptions};
+    use super::super::workload::{
+        check_register_history, check_session_events, reg_value, RegEvent, SeqRegCall, SeqRegister,
+    };
+    use crate::check::history::{History, Op, Outcome};
+    use crate::check::register::{RegCall, RegRet, Register};
+    use crate::check::Verdict;
+
+    fn init() -> SeqRegister {
+        SeqRegister::new(Register::created(reg_value(0)))
+    }
+
+    /// An op of `process` from `a` to `b` ms.
+    fn op(process: u64, a: u64, b: u64, call: SeqRegCall, ret: RegRet) -> Op<SeqRegCall, RegRet> {
+        Op {
+            process,
+            invoke_ns: a * 1_000_000,
+            complete_ns: Some(b * 1_000_000),
+            call,
+            outcome: Outcome::Ok(ret),
+        }
+    }
+
+    fn write(id: u64) -> SeqRegCall {
+        SeqRegCall::Reg(RegCall::Write(reg_value(id)))
+    }
+
+    fn cas(expected_version: i32, id: u64) -> SeqRegCall {
+        SeqRegCall::Reg(RegCall::Cas {
+            expected_version,
+            value: reg_value(id),
+        })
+    }
+
+    fn read(min_version: i32) -> SeqRegCall {
+        SeqRegCall::LaggingRead { min_version }
+    }
+
+    fn shows(id: u64, version: i32) -> RegRet {
+        RegRet::Read {
+            value: Some(reg_value(id)),
+            version,
+        }
+    }
+
+    fn written(version: i32) -> RegRet {
+        RegRet::Written { version }
+    }
+
+    fn verdict(ops: Vec<Op<SeqRegCall, RegRet>>) -> Verdict {
+        check_register_history(init(), &History { ops })
+    }
+
+    #[test]
+    fn a_lagging_read_of_a_state_the_register_held_is_linearizable() {
+        // Client 1 reads the initial state after client 0's write completed: a follower that
+        // lags may answer so (its session had seen nothing newer).
+        let v = verdict(vec![
+            op(0, 0, 10, write(1), written(1)),
+            op(1, 20, 30, read(0), shows(0, 0)),
+            op(1, 40, 50, read(0), shows(1, 1)),
+            op(0, 60, 70, cas(1, 2), written(2)),
+            op(1, 80, 90, read(1), shows(1, 1)),
+        ]);
+        assert_eq!(v, Verdict::Linearizable);
+    }
+
+    #[test]
+    fn a_read_older_than_the_session_saw_is_flagged() {
+        let v = verdict(vec![
+            op(0, 0, 10, write(1), written(1)),
+            // The session saw version 1; the read may not go back to version 0.
+            op(1, 20, 30, read(1), shows(0, 0)),
+        ]);
+        assert!(v.is_violation(), "{v:?}");
+    }
+
+    #[test]
+    fn a_read_of_a_value_never_held_is_flagged() {
+        let v = verdict(vec![
+            op(0, 0, 10, write(1), written(1)),
+            // Version 1 held value 1, never 7.
+            op(1, 20, 30, read(0), shows(7, 1)),
+        ]);
+        assert!(v.is_violation(), "{v:?}");
+        // Nor may a read show a write that failed its version check.
+        let v = verdict(vec![
+            op(0, 0, 10, cas(5, 1), RegRet::BadVersion),
+            op(1, 20, 30, read(0), shows(1, 1)),
+        ]);
+        assert!(v.is_violation(), "{v:?}");
+    }
+
+    #[test]
+    fn writes_out_of_real_time_order_or_lost_are_flagged() {
+        // Two acknowledged writes cannot both make version 1.
+        let v = verdict(vec![
+            op(0, 0, 10, write(1), written(1)),
+            op(1, 20, 30, write(2), written(1)),
+        ]);
+        assert!(v.is_violation(), "{v:?}");
+        // A version-checked write on the version an acknowledged write already replaced.
+        let v = verdict(vec![
+            op(0, 0, 10, write(1), written(1)),
+            op(1, 20, 30, cas(0, 2), written(1)),
+        ]);
+        assert!(v.is_violation(), "{v:?}");
+        // An unknown write may apply later, or never.
+        let lost = Op {
+            process: 2,
+            invoke_ns: 0,
+            complete_ns: None,
+            call: write(9),
+            outcome: Outcome::Unknown,
+        };
+        let v = verdict(vec![
+            lost,
+            op(0, 10, 20, read(0), shows(0, 0)),
+            op(0, 30, 40, read(0), shows(9, 1)),
+        ]);
+        assert_eq!(v, Verdict::Linearizable);
+    }
+
+    fn read_ev(version: i32, watch: bool) -> RegEvent {
+        RegEvent::Read { version, watch }
+    }
+
+    #[test]
+    fn session_order_flags_reads_behind_what_the_session_saw() {
+        use RegEvent::*;
+        let found = check_session_events(&[Written { version: 3 }, read_ev(2, false)]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].0, found[0].1), (1, "SessionOrder"));
+        // Across a reconnect of the same session too.
+        let found = check_session_events(&[read_ev(5, false), ConnectionLost, read_ev(4, false)]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        // A write's version must be newer than what the session saw.
+        let found = check_session_events(&[read_ev(5, false), Written { version: 5 }]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        // A new session promises nothing about the old one's reads.
+        let found = check_session_events(&[read_ev(5, false), NewSession, read_ev(4, false)]);
+        assert!(found.is_empty(), "{found:?}");
+        let found = check_session_events(&[
+            Written { version: 1 },
+            read_ev(1, false),
+            read_ev(3, false),
+            Written { version: 4 },
+        ]);
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn watch_before_data_flags_a_change_seen_before_its_event() {
+        use RegEvent::*;
+        let found = check_session_events(&[read_ev(1, true), read_ev(2, false)]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].0, found[0].1), (1, "WatchBeforeData"));
+        // The client's own write's reply may not come before the event either.
+        let found = check_session_events(&[read_ev(1, true), Written { version: 2 }]);
+        assert_eq!(found[0].1, "WatchBeforeData", "{found:?}");
+        // With the event first, or the same version, or after the connection (and the watch)
+        // went, it is fine.
+        let found = check_session_events(&[
+            read_ev(1, true),
+            read_ev(1, false),
+            Changed,
+            read_ev(2, true),
+            ConnectionLost,
+            read_ev(3, false),
+        ]);
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    /// The register clients run in the sweep, record a history, see watch events, and the
+    /// history passes (a healthy core).
+    #[test]
+    fn the_sweep_runs_and_checks_the_register_clients() {
+        let opts = SweepOptions {
+            client_checks: true,
+            ..SweepOptions::default()
+        };
+        let r = run_seed(3, &opts);
+        assert!(!r.failed(), "{}", r.render(40));
+        let w = &r.workload;
+        assert!(w.register_ops > 50, "{w:?}");
+        assert!(w.register_events > 0, "{w:?}");
+        assert_eq!(w.register_verdict, "ok", "{w:?}");
+        // Off (the regression seeds' runs), nothing of it happens.
+        let r = run_seed(3, &SweepOptions::default());
+        assert_eq!(r.workload.register_ops, 0);
+        assert_eq!(r.workload.register_verdict, "-");
+    }
+}

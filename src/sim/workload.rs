@@ -17,13 +17,31 @@
 //!   sessions are gone everywhere; after every session has expired, none is left.
 //! - **MonotonicReads**: a client never sees a zxid lower than one it saw before (it passes
 //!   the last one it saw when it reconnects, so this holds across servers).
+//!
+//! With `register_clients` (the default sweep; off for the regression seeds, whose runs must
+//! not change), more clients share one znode, [`REG_PATH`], with setData (plain and
+//! version-checked), getData (some setting a watch), a setData with a getData right behind it
+//! on the connection, and moves of their session to another server, drawing from their own
+//! random stream:
+//! - **Linearizable**: their history, checked after the run by [`crate::check::linearizable`]
+//!   against [`SeqRegister`]: writes are linearizable; a read is sequentially consistent only
+//!   (a follower may answer from an older state), so it may show any state the register held
+//!   since the newest one its session had seen.
+//! - **SessionOrder**: within a session (across reconnects to other servers), a read never
+//!   shows an older version than an earlier read or acknowledged write of the session, a
+//!   write's new version is newer than all of them, and replies come in request order.
+//! - **WatchBeforeData**: a client with a data watch on the znode receives its event before any
+//!   reply that shows a newer version than the one the watch was set on.
 
 use super::checker::Violation;
 use super::{Sim, SimRng};
+use crate::check::history::{History, Op as HOp, Outcome as HOutcome};
+use crate::check::linearizable::{self, Model, Verdict};
+use crate::check::register::{RegCall, RegRet, Register};
 use crate::jute::data::{perms, Acl, Id};
 use crate::jute::proto::{
-    create_mode, op, xid, Code, ConnectRequest, CreateRequest, DeleteRequest, MultiResult,
-    PathWatchRequest, ReplyHeader, Request, Response, SetDataRequest,
+    create_mode, event_type, op, xid, Code, ConnectRequest, CreateRequest, DeleteRequest,
+    MultiResult, PathWatchRequest, ReplyHeader, Request, Response, SetDataRequest,
 };
 use crate::server::{CnxnId, Input, Output};
 use bytes::Bytes;
@@ -42,6 +60,12 @@ pub const VIOLATIONS_MAX: usize = 8;
 /// How long a handshake may take before the client tries elsewhere.
 pub const CONNECT_TIMEOUT_MS: i64 = 1_000;
 
+/// The znode the register clients share.
+pub const REG_PATH: &str = "/reg";
+
+/// The linearizability search's budget; past it the verdict is unknown (counted, not failed).
+pub const LIN_STEPS_MAX: u64 = 3_000_000;
+
 #[derive(Clone, Debug)]
 pub struct WorkloadParams {
     pub clients: usize,
@@ -49,6 +73,11 @@ pub struct WorkloadParams {
     pub op_gap_ms: (i64, i64),
     /// Requested session timeout (the servers clamp it).
     pub session_timeout_ms: i32,
+    /// Clients of the shared register [`REG_PATH`] (0: none, and the run is exactly what it
+    /// was before they existed).
+    pub register_clients: usize,
+    /// Pause between a register client's operations.
+    pub register_gap_ms: (i64, i64),
 }
 
 /// What the clients did.
@@ -63,6 +92,19 @@ pub struct WorkloadStats {
     pub sessions: u64,
     pub sessions_expired: u64,
     pub connections_lost: u64,
+    /// Register operations recorded (sent), and those whose outcome stayed unknown.
+    pub register_ops: u64,
+    pub register_unknown: u64,
+    /// Watch events the register clients received.
+    pub register_events: u64,
+    /// Times a register client moved its session to another server on purpose.
+    pub register_moves: u64,
+    /// Handshakes of register clients that a server closed (it is behind the client, or the
+    /// session is gone).
+    pub register_refused: u64,
+    /// The linearizability verdict on the register history: "-" (not run), "ok",
+    /// "unknown: ..." (budget) or "violation".
+    pub register_verdict: String,
 }
 
 /// A key's state: absent, or (version, data id).
@@ -103,6 +145,16 @@ enum Op {
         children: bool,
     },
     CloseSession,
+    /// setData of the register; `version` -1 is a plain write.
+    RegSet {
+        data: u64,
+        version: i32,
+    },
+    /// getData of the register; `min_version`: the newest version the session had seen.
+    RegGet {
+        watch: bool,
+        min_version: i32,
+    },
 }
 
 struct Conn {
@@ -119,6 +171,7 @@ struct Outstanding {
     xid: i32,
     op: Op,
     session: i64,
+    sent_ms: i64,
 }
 
 struct SimClient {
@@ -127,9 +180,22 @@ struct SimClient {
     last_zxid: i64,
     xid: i32,
     outstanding: Option<Outstanding>,
+    /// A register client's read sent right behind its write, before that was answered.
+    pipelined: Option<Outstanding>,
     next_op_ms: i64,
     reconnect_at_ms: i64,
     names: u64,
+    /// What this client's session saw of the register.
+    reg: SessionTracker,
+}
+
+/// What a register client does next.
+enum RegChoice {
+    One(Op),
+    /// The write, and a read right behind it on the same connection.
+    WriteThenRead(Op),
+    /// Move the session to another server.
+    Move,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,6 +232,11 @@ pub struct Workload {
     pub issuing: bool,
     /// Clients keep their sessions alive and reconnect (off to let every session expire).
     pub active: bool,
+    /// The register clients' own random stream (theirs never shifts the others' draws).
+    reg_rng: SimRng,
+    next_reg_data: u64,
+    /// The register history, for the linearizability check.
+    reg_history: History<SeqRegCall, RegRet>,
 }
 
 fn open_acl() -> Vec<Acl> {
@@ -180,6 +251,11 @@ fn open_acl() -> Vec<Acl> {
 
 fn data_bytes(id: u64) -> Bytes {
     Bytes::copy_from_slice(&id.to_be_bytes())
+}
+
+/// The bytes a register write of `id` stores (the register starts with id 0).
+pub fn reg_value(id: u64) -> Vec<u8> {
+    id.to_be_bytes().to_vec()
 }
 
 fn data_id(data: &Option<Bytes>) -> u64 {
@@ -242,16 +318,21 @@ impl Workload {
                 );
             }
         }
-        let clients = (0..params.clients)
+        if params.register_clients > 0 {
+            setup.push(REG_PATH.to_owned());
+        }
+        let clients = (0..params.clients + params.register_clients)
             .map(|i| SimClient {
                 conn: None,
                 session: None,
                 last_zxid: 0,
                 xid: 0,
                 outstanding: None,
+                pipelined: None,
                 next_op_ms: sim.now_ms,
                 reconnect_at_ms: sim.now_ms + i as i64,
                 names: 0,
+                reg: SessionTracker::default(),
             })
             .collect();
         Workload {
@@ -271,6 +352,31 @@ impl Workload {
             stats: WorkloadStats::default(),
             issuing: true,
             active: true,
+            reg_rng: SimRng::new(seed ^ 0x7e61_57e7),
+            next_reg_data: 1,
+            reg_history: History::new(),
+        }
+    }
+
+    fn is_reg(&self, c: usize) -> bool {
+        c >= self.params.clients
+    }
+
+    /// Client `c`'s random stream.
+    fn rng_of(&mut self, c: usize) -> &mut SimRng {
+        if self.is_reg(c) {
+            &mut self.reg_rng
+        } else {
+            &mut self.rng
+        }
+    }
+
+    /// Feeds what client `c` saw to its session checks.
+    fn reg_observe(&mut self, sim: &Sim, c: usize, ev: RegEvent) {
+        let session = self.clients[c].session.map(|s| s.0);
+        if let Some((property, what)) = self.clients[c].reg.observe(&ev) {
+            let msg = format!("register client {c} (session {session:x?}): {what}");
+            Self::violate(&mut self.violations, sim, property, msg);
         }
     }
 
@@ -299,8 +405,8 @@ impl Workload {
     pub fn outstanding(&self) -> usize {
         self.clients
             .iter()
-            .filter(|c| c.outstanding.is_some())
-            .count()
+            .map(|c| usize::from(c.outstanding.is_some()) + usize::from(c.pipelined.is_some()))
+            .sum()
     }
 
     /// One round: read what the nodes answered, notice lost connections, reconnect, send.
@@ -325,7 +431,13 @@ impl Workload {
         match o {
             Output::Connected { resp, close, .. } => self.on_connected(sim, c, resp, close),
             Output::Reply { header, body, .. } => self.on_reply(sim, c, header, body),
-            Output::Close { .. } => self.lose_connection(sim, c),
+            Output::Close { .. } => {
+                let handshake = self.clients[c].conn.as_ref().is_some_and(|x| !x.connected);
+                if self.is_reg(c) && handshake {
+                    self.stats.register_refused += 1;
+                }
+                self.lose_connection(sim, c)
+            }
             _ => {}
         }
     }
@@ -366,12 +478,22 @@ impl Workload {
             None => {
                 client.session = Some((resp.session_id, resp.time_out));
                 self.stats.sessions += 1;
+                if self.is_reg(c) {
+                    self.reg_observe(sim, c, RegEvent::NewSession);
+                }
             }
         }
     }
 
     fn on_reply(&mut self, sim: &mut Sim, c: usize, header: ReplyHeader, body: Response) {
         if header.xid == xid::NOTIFICATION {
+            if let Response::Event(e) = &body {
+                if self.is_reg(c) && e.path == REG_PATH && e.type_ == event_type::NODE_DATA_CHANGED
+                {
+                    self.stats.register_events += 1;
+                    self.reg_observe(sim, c, RegEvent::Changed);
+                }
+            }
             return;
         }
         let now = sim.now_ms;
@@ -393,8 +515,22 @@ impl Workload {
         if header.xid == xid::PING {
             return;
         }
-        let Some(out) = client.outstanding.take_if(|o| o.xid == header.xid) else {
-            return;
+        let out = match client.outstanding.take_if(|o| o.xid == header.xid) {
+            Some(out) => out,
+            None => {
+                let Some(out) = client.pipelined.take_if(|o| o.xid == header.xid) else {
+                    return;
+                };
+                if let Some(first) = &client.outstanding {
+                    // A session's requests are answered in the order it sent them.
+                    let msg = format!(
+                        "client {c}: the reply to xid {} came before the reply to xid {}, sent before it",
+                        header.xid, first.xid
+                    );
+                    Self::violate(&mut self.violations, sim, "SessionOrder", msg);
+                }
+                out
+            }
         };
         let code = Code::from_i32(header.err).unwrap_or(Code::SystemError);
         if code == Code::Ok {
@@ -480,6 +616,7 @@ impl Workload {
                     self.stats.reads += 1;
                 }
             }
+            Op::RegSet { .. } | Op::RegGet { .. } => self.resolve_reg(sim, c, &out, answer),
             Op::CloseSession => {
                 if let Some((Code::Ok, _)) = answer {
                     self.closed_sessions.insert(out.session);
@@ -490,6 +627,81 @@ impl Workload {
                 }
             }
         }
+    }
+
+    /// Records a register operation's outcome in the history and the session checks.
+    fn resolve_reg(
+        &mut self,
+        sim: &Sim,
+        c: usize,
+        out: &Outstanding,
+        answer: Option<(Code, Response)>,
+    ) {
+        let invoke_ns = out.sent_ms as u64 * 1_000_000 + 1;
+        let complete_ns = sim.now_ms as u64 * 1_000_000;
+        let (call, outcome) = match (&out.op, answer) {
+            (&Op::RegSet { data, version }, answer) => {
+                let value = reg_value(data);
+                let call = if version == -1 {
+                    RegCall::Write(value)
+                } else {
+                    RegCall::Cas {
+                        expected_version: version,
+                        value,
+                    }
+                };
+                let outcome = match answer {
+                    None => HOutcome::Unknown,
+                    Some((Code::Ok, Response::Stat(stat))) => {
+                        self.reg_observe(
+                            sim,
+                            c,
+                            RegEvent::Written {
+                                version: stat.version,
+                            },
+                        );
+                        HOutcome::Ok(RegRet::Written {
+                            version: stat.version,
+                        })
+                    }
+                    Some((Code::BadVersion, _)) => HOutcome::Ok(RegRet::BadVersion),
+                    // Refused before it became a transaction (session expired or moved).
+                    Some(_) => HOutcome::Fail,
+                };
+                (SeqRegCall::Reg(call), outcome)
+            }
+            (&Op::RegGet { watch, min_version }, answer) => {
+                let outcome = match answer {
+                    Some((Code::Ok, Response::GetData(data, stat))) => {
+                        self.stats.reads += 1;
+                        let ev = RegEvent::Read {
+                            version: stat.version,
+                            watch,
+                        };
+                        self.reg_observe(sim, c, ev);
+                        HOutcome::Ok(RegRet::Read {
+                            value: Some(data.map(|d| d.to_vec()).unwrap_or_default()),
+                            version: stat.version,
+                        })
+                    }
+                    // A read that failed or got lost tells nothing.
+                    _ => return,
+                };
+                (SeqRegCall::LaggingRead { min_version }, outcome)
+            }
+            _ => return,
+        };
+        if matches!(outcome, HOutcome::Unknown) {
+            self.stats.register_unknown += 1;
+        }
+        let complete_ns = (!matches!(outcome, HOutcome::Unknown)).then_some(complete_ns);
+        self.reg_history.push(HOp {
+            process: c as u64,
+            invoke_ns,
+            complete_ns,
+            call,
+            outcome,
+        });
     }
 
     fn resolve_owned(
@@ -562,10 +774,17 @@ impl Workload {
         if sim.is_up(conn.node) && sim.incarnation(conn.node) == conn.incarnation {
             sim.client(conn.node, Input::Closed { cnxn: conn.cnxn });
         }
-        let backoff = self.rng.range(10, 200);
+        let backoff = self.rng_of(c).range(10, 200);
+        if self.is_reg(c) {
+            self.reg_observe(sim, c, RegEvent::ConnectionLost);
+        }
         let client = &mut self.clients[c];
         client.reconnect_at_ms = sim.now_ms + backoff;
         if let Some(out) = client.outstanding.take() {
+            self.stats.unknown += 1;
+            self.resolve(sim, c, out, None);
+        }
+        if let Some(out) = self.clients[c].pipelined.take() {
             self.stats.unknown += 1;
             self.resolve(sim, c, out, None);
         }
@@ -601,11 +820,42 @@ impl Workload {
             return;
         }
         let timeout = client.session.map_or(4_000, |s| s.1 as i64);
-        if client.outstanding.is_none() && now >= client.next_op_ms {
+        let idle = client.outstanding.is_none() && client.pipelined.is_none();
+        if idle && now >= client.next_op_ms {
             let op = if !self.setup.is_empty() {
                 (c == 0).then(|| Op::Setup {
                     path: self.setup[0].clone(),
                 })
+            } else if self.issuing && self.is_reg(c) {
+                let (op, then_read) = match self.pick_reg_op(c) {
+                    RegChoice::One(op) => (Some(op), false),
+                    RegChoice::WriteThenRead(op) => (Some(op), true),
+                    RegChoice::Move => (None, false),
+                };
+                if then_read {
+                    let op = op.expect("a write");
+                    self.send_op(sim, c, op);
+                    // Right behind it, before its answer: the read must see the write.
+                    let min_version = self.clients[c].reg.floor.unwrap_or(0);
+                    let read = Op::RegGet {
+                        watch: false,
+                        min_version,
+                    };
+                    self.send_op(sim, c, read);
+                    return;
+                }
+                if op.is_none() {
+                    // The session moves to another server at once, as a client does when it
+                    // rebalances: the session's guarantees must hold across the move.
+                    self.stats.register_moves += 1;
+                    self.lose_connection(sim, c);
+                    let gap = self.reg_rng.range(0, 50);
+                    let client = &mut self.clients[c];
+                    client.reconnect_at_ms = now;
+                    client.next_op_ms = now + gap;
+                    return;
+                }
+                op
             } else if self.issuing {
                 Some(self.pick_op(c))
             } else {
@@ -636,7 +886,7 @@ impl Workload {
     }
 
     fn connect(&mut self, sim: &mut Sim, c: usize) {
-        let node = self.rng.range(0, sim.nodes.len() as i64 - 1) as usize;
+        let node = self.rng_of(c).range(0, sim.nodes.len() as i64 - 1) as usize;
         let cnxn = (self.next_cnxn << 8) | c as u64;
         self.next_cnxn += 1;
         self.stats.connects += 1;
@@ -728,8 +978,37 @@ impl Workload {
         }
     }
 
+    /// A register client's next operation: writes, version-checked writes (mostly from the
+    /// version it saw last), a write with a read right behind it, reads (half of them setting
+    /// a watch), or a move of the session to another server.
+    fn pick_reg_op(&mut self, c: usize) -> RegChoice {
+        let seen = self.clients[c].reg.floor;
+        let data = self.next_reg_data;
+        self.next_reg_data += 1;
+        let rng = &mut self.reg_rng;
+        match rng.range(0, 99) {
+            0..=21 => RegChoice::One(Op::RegSet { data, version: -1 }),
+            22..=45 => {
+                let v = seen.unwrap_or(0);
+                let version = if rng.chance(75) { v } else { (v - 1).max(0) };
+                RegChoice::One(Op::RegSet { data, version })
+            }
+            46..=57 => RegChoice::WriteThenRead(Op::RegSet { data, version: -1 }),
+            58..=93 => RegChoice::One(Op::RegGet {
+                watch: rng.chance(50),
+                min_version: seen.unwrap_or(0),
+            }),
+            _ => RegChoice::Move,
+        }
+    }
+
     fn send_op(&mut self, sim: &mut Sim, c: usize, op: Op) {
         let req = match &op {
+            Op::Setup { path } if path == REG_PATH => create(
+                path,
+                Some(Bytes::from(reg_value(0))),
+                create_mode::PERSISTENT,
+            ),
             Op::Setup { path } => create(path, None, create_mode::PERSISTENT),
             Op::Create { key, data } => {
                 create(key, Some(data_bytes(*data)), create_mode::PERSISTENT)
@@ -771,20 +1050,50 @@ impl Workload {
                 }
             }
             Op::CloseSession => Request::CloseSession,
+            Op::RegSet { data, version } => Request::SetData(SetDataRequest {
+                path: REG_PATH.into(),
+                data: Some(Bytes::from(reg_value(*data))),
+                version: *version,
+            }),
+            Op::RegGet { watch, .. } => Request::GetData(PathWatchRequest {
+                path: REG_PATH.into(),
+                watch: *watch,
+            }),
         };
-        let gap = self
-            .rng
-            .range(self.params.op_gap_ms.0, self.params.op_gap_ms.1);
+        // A second request in flight (a register client's read behind its write).
+        let second = self.clients[c].outstanding.is_some();
+        let gap = if second {
+            0
+        } else if self.is_reg(c) {
+            let (lo, hi) = self.params.register_gap_ms;
+            self.reg_rng.range(lo, hi)
+        } else {
+            self.rng
+                .range(self.params.op_gap_ms.0, self.params.op_gap_ms.1)
+        };
+        if matches!(op, Op::RegSet { .. } | Op::RegGet { .. }) {
+            self.stats.register_ops += 1;
+        }
         let now = sim.now_ms;
         let client = &mut self.clients[c];
         client.xid += 1;
         let xid = client.xid;
-        client.next_op_ms = now + gap;
         let session = client.session.map_or(0, |s| s.0);
         let conn = client.conn.as_mut().expect("connected");
         conn.last_send_ms = now;
         let (node, cnxn) = (conn.node, conn.cnxn);
-        client.outstanding = Some(Outstanding { xid, op, session });
+        let out = Outstanding {
+            xid,
+            op,
+            session,
+            sent_ms: now,
+        };
+        if second {
+            client.pipelined = Some(out);
+        } else {
+            client.next_op_ms = now + gap;
+            client.outstanding = Some(out);
+        }
         self.stats.ops_sent += 1;
         sim.client(node, Input::Request { cnxn, xid, req });
     }
@@ -894,4 +1203,184 @@ impl Workload {
         }
         found
     }
+
+    /// Checks the register history for linearizability (once, after the run drained).
+    pub fn check_register(&mut self, sim: &Sim) {
+        if self.params.register_clients == 0 {
+            self.stats.register_verdict = "-".into();
+            return;
+        }
+        let init = SeqRegister::new(Register::created(reg_value(0)));
+        match check_register_history(init, &self.reg_history) {
+            Verdict::Linearizable => self.stats.register_verdict = "ok".into(),
+            Verdict::Unknown { reason } => {
+                self.stats.register_verdict = format!("unknown: {reason}");
+            }
+            Verdict::NotLinearizable { explanation } => {
+                self.stats.register_verdict = "violation".into();
+                let msg = format!(
+                    "the history of {REG_PATH} ({} ops) is not linearizable: {explanation}",
+                    self.reg_history.ops.len()
+                );
+                Self::violate(&mut self.violations, sim, "Linearizable", msg);
+            }
+        }
+    }
+}
+
+// ----- the register: model and session checks -----
+
+/// A register call as a ZooKeeper client sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SeqRegCall {
+    /// setData (plain or version-checked), linearizable.
+    Reg(RegCall),
+    /// getData: served by whichever server the client is connected to, which may lag behind
+    /// the leader (ZooKeeper's reads are sequentially consistent, not linearizable). It may
+    /// show any state the register held since it reached `min_version`, the newest version
+    /// the session had seen when it sent the read.
+    LaggingRead { min_version: i32 },
+}
+
+/// [`Register`] with the states it held before, for lagging reads.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SeqRegister {
+    pub now: Register,
+    /// Earlier states, oldest first.
+    pub past: Vec<Register>,
+}
+
+impl SeqRegister {
+    pub fn new(init: Register) -> SeqRegister {
+        SeqRegister {
+            now: init,
+            past: Vec::new(),
+        }
+    }
+}
+
+impl Model for SeqRegister {
+    type Call = SeqRegCall;
+    type Ret = RegRet;
+
+    fn step(&self, call: &SeqRegCall, ret: Option<&RegRet>) -> Option<SeqRegister> {
+        match call {
+            SeqRegCall::Reg(call) => {
+                let next = self.now.step(call, ret)?;
+                if next == self.now {
+                    return Some(self.clone());
+                }
+                let mut past = self.past.clone();
+                past.push(self.now.clone());
+                Some(SeqRegister { now: next, past })
+            }
+            SeqRegCall::LaggingRead { min_version } => match ret {
+                None => Some(self.clone()),
+                Some(RegRet::Read { value, version }) => {
+                    let fits = |s: &Register| {
+                        s.version >= *min_version && s.version == *version && s.value == *value
+                    };
+                    (fits(&self.now) || self.past.iter().rev().any(fits)).then(|| self.clone())
+                }
+                Some(_) => None,
+            },
+        }
+    }
+
+    fn is_read_only(call: &SeqRegCall) -> bool {
+        matches!(
+            call,
+            SeqRegCall::LaggingRead { .. } | SeqRegCall::Reg(RegCall::Read)
+        )
+    }
+}
+
+/// The register history's verdict (the sweep's **Linearizable** check).
+pub fn check_register_history(init: SeqRegister, h: &History<SeqRegCall, RegRet>) -> Verdict {
+    linearizable::check(init, h, LIN_STEPS_MAX)
+}
+
+/// What one register client saw, in the order it saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegEvent {
+    /// A new session began (the old one expired): nothing carries over.
+    NewSession,
+    /// The connection went; its watches with it (the simulated client does not re-set them).
+    ConnectionLost,
+    /// getData answered `version`; `watch`: it set a data watch.
+    Read { version: i32, watch: bool },
+    /// setData succeeded with the new `version`.
+    Written { version: i32 },
+    /// A NodeDataChanged event for the register.
+    Changed,
+}
+
+/// The **SessionOrder** and **WatchBeforeData** checks of one client, fed its events in order.
+#[derive(Clone, Debug, Default)]
+pub struct SessionTracker {
+    /// The newest version the session read or wrote.
+    pub floor: Option<i32>,
+    /// A data watch is set, on this version.
+    watch_on: Option<i32>,
+}
+
+impl SessionTracker {
+    /// The property `ev` breaks, and how, if any.
+    pub fn observe(&mut self, ev: &RegEvent) -> Option<(&'static str, String)> {
+        match *ev {
+            RegEvent::NewSession => {
+                *self = SessionTracker::default();
+                None
+            }
+            RegEvent::ConnectionLost | RegEvent::Changed => {
+                self.watch_on = None;
+                None
+            }
+            RegEvent::Read { version, watch } => {
+                let found = self.check_watch(version).or_else(|| match self.floor {
+                    Some(f) if version < f => Some((
+                        "SessionOrder",
+                        format!("read version {version} after the session had seen {f}"),
+                    )),
+                    _ => None,
+                });
+                self.floor = Some(self.floor.map_or(version, |f| f.max(version)));
+                if watch {
+                    self.watch_on = Some(version);
+                }
+                found
+            }
+            RegEvent::Written { version } => {
+                let found = self.check_watch(version).or_else(|| match self.floor {
+                    Some(f) if version <= f => Some((
+                        "SessionOrder",
+                        format!("a write made version {version} after the session had seen {f}"),
+                    )),
+                    _ => None,
+                });
+                self.floor = Some(self.floor.map_or(version, |f| f.max(version)));
+                found
+            }
+        }
+    }
+
+    fn check_watch(&self, version: i32) -> Option<(&'static str, String)> {
+        match self.watch_on {
+            Some(w) if version > w => Some((
+                "WatchBeforeData",
+                format!("a reply shows version {version} before the event of the watch set on version {w}"),
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Runs [`SessionTracker`] over one client's events: every violation, with its event's index.
+pub fn check_session_events(events: &[RegEvent]) -> Vec<(usize, &'static str, String)> {
+    let mut t = SessionTracker::default();
+    events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| t.observe(e).map(|(p, m)| (i, p, m)))
+        .collect()
 }
