@@ -128,7 +128,9 @@ fn run_and_judge(label: &str, seeds: &[u64], opts: &SweepOptions) -> Vec<SeedRep
     any(
         feature = "bug-commit-on-first-ack",
         feature = "bug-skip-trunc",
-        feature = "bug-ack-before-fsync"
+        feature = "bug-ack-before-fsync",
+        feature = "bug-read-skips-queued-write",
+        feature = "bug-watch-event-after-reply"
     ),
     ignore = "a negative-control build breaks the protocol on purpose"
 )]
