@@ -10,7 +10,7 @@
 //! - `SIM_STRICT=1`: open findings listed in `KNOWN_ISSUES` fail the sweep too;
 //! - `SIM_SKIP=Prop1,Prop2`: leave those properties unchecked (to see what else catches a
 //!   negative control);
-//! - `SIM_NETWORK_FAULTS=1`: one-way partitions and lost or duplicated election notifications
+//! - `SIM_NETWORK_FAULTS=1`: one-way and bridge partitions, lost or duplicated election notifications
 //!   as well (`sweep_with_network_faults` always has them, on seeds 100001..=100060).
 //!
 //! With a `bug-*` feature (negative controls, Cargo.toml), only `negative_control_is_caught`
@@ -121,8 +121,8 @@ fn run_and_judge(label: &str, seeds: &[u64], opts: &SweepOptions) -> Vec<SeedRep
     reports
 }
 
-/// The sweep again on other seeds with one-way partitions and lost or duplicated election
-/// notifications (kept apart so the seeds above, and their regression tests, run as before).
+/// The sweep again on other seeds with one-way and bridge partitions and lost or duplicated
+/// election notifications (kept apart so the seeds above, and their regression tests, run as before).
 #[test]
 #[cfg_attr(
     any(
@@ -150,6 +150,12 @@ fn sweep_with_network_faults() {
         .filter(|l| l.contains("one-way partition"))
         .count();
     assert!(one_way > 0, "no one-way partition was injected");
+    let bridges = reports
+        .iter()
+        .flat_map(|r| r.trace.iter())
+        .filter(|l| l.contains("bridge partition"))
+        .count();
+    assert!(bridges > 0, "no bridge partition was injected");
 }
 
 /// A build with a `bug-*` feature breaks the protocol; the sweep must notice, and say where.

@@ -64,7 +64,7 @@ pub struct SweepOptions {
     /// Properties not checked (`SIM_SKIP=CommittedOnQuorum,NoProtocolError`): to see which
     /// other checker catches a negative control.
     pub skip: Vec<String>,
-    /// One-way partitions and lost or duplicated election notifications too
+    /// One-way and bridge partitions and lost or duplicated election notifications too
     /// (`SIM_NETWORK_FAULTS=1`). Off, a seed runs as it always did (its regression tests).
     pub network_faults: bool,
     /// The register clients and their checks (Linearizable, SessionOrder, WatchBeforeData)
@@ -419,8 +419,40 @@ impl Nemesis {
             }
         }
         if self.network_faults && self.rng.chance(35) {
-            self.one_way(sim, leader);
+            if self.rng.chance(50) {
+                self.one_way(sim, leader);
+            } else {
+                self.bridge(sim);
+            }
         }
+    }
+
+    /// Two halves that cannot reach each other, and one node (the bridge) that reaches both.
+    fn bridge(&mut self, sim: &mut Sim) {
+        let n = sim.nodes.len();
+        let mut nodes: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            let j = self.rng.range(0, i as i64) as usize;
+            nodes.swap(i, j);
+        }
+        let (bridge, rest) = (nodes[0], &nodes[1..]);
+        let (a, b) = rest.split_at(rest.len() / 2);
+        sim.heal();
+        self.partition_gen += 1;
+        for &x in a {
+            for &y in b {
+                sim.partition(x, y);
+            }
+        }
+        let one = |g: &[usize]| g.iter().map(|x| x + 1).collect::<Vec<_>>();
+        sim.note(format_args!(
+            "nemesis: bridge partition: s{:?} | s{:?}, s{} reaches both",
+            one(a),
+            one(b),
+            bridge + 1
+        ));
+        let heal = sim.now_ms + self.rng.range(200, 5_000);
+        self.schedule(heal, Action::Heal(self.partition_gen));
     }
 
     /// Everything one node (the leader, half the time) sends waits until healed.
