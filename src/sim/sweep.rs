@@ -59,6 +59,17 @@ pub struct SweepOptions {
     /// Properties not checked (`SIM_SKIP=CommittedOnQuorum,NoProtocolError`): to see which
     /// other checker catches a negative control.
     pub skip: Vec<String>,
+    /// Percent of seeds run with buggify on (`SIM_BUGGIFY=<percent>`, default
+    /// [`BUGGIFY_PERCENT`] from the environment, 0 in `SweepOptions::default()`).
+    pub buggify_percent: u64,
+}
+
+/// The sweep's default share of buggified seeds.
+pub const BUGGIFY_PERCENT: u64 = 25;
+
+/// Whether `seed` runs buggified: its own draw, so the other seeds run as before.
+pub fn buggified(seed: u64, percent: u64) -> bool {
+    SimRng::new(seed ^ 0x00b0_661f_7e5e).chance(percent)
 }
 
 impl SweepOptions {
@@ -68,6 +79,10 @@ impl SweepOptions {
             skip: std::env::var("SIM_SKIP")
                 .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
                 .unwrap_or_default(),
+            buggify_percent: std::env::var("SIM_BUGGIFY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(BUGGIFY_PERCENT),
         }
     }
 }
@@ -126,6 +141,8 @@ pub struct SeedReport {
     pub trace: Vec<String>,
     pub log_tail: Vec<String>,
     pub real_ms: u128,
+    /// With buggify on: times each core fault site fired, and torn NEWLEADER crashes.
+    pub buggify: Option<(crate::quorum::buggify::Fired, u64)>,
 }
 
 impl SeedReport {
@@ -591,6 +608,9 @@ pub fn run_seed(seed: u64, opts: &SweepOptions) -> SeedReport {
         });
         sim.max_delay_ms = p.max_delay_ms;
         sim.fsync_ms = p.fsync_ms;
+        if buggified(seed, opts.buggify_percent) {
+            sim.enable_buggify(seed);
+        }
         sim.enable_checker();
         let wl = Workload::new(
             seed,
@@ -639,6 +659,7 @@ pub fn run_seed(seed: u64, opts: &SweepOptions) -> SeedReport {
                 trace: c.trace().cloned().collect(),
                 log_tail,
                 real_ms,
+                buggify: run.sim.buggify_fired(),
             }
         }
         Err(e) => {
@@ -661,6 +682,7 @@ pub fn run_seed(seed: u64, opts: &SweepOptions) -> SeedReport {
                 trace: Vec::new(),
                 log_tail,
                 real_ms,
+                buggify: None,
             }
         }
     }
