@@ -173,6 +173,13 @@ impl SeedReport {
             "  checker: {:?}\n  clients: {:?}",
             self.check, self.workload
         );
+        if let Some((fired, torn)) = &self.buggify {
+            let _ = writeln!(
+                s,
+                "  buggify on: sites fired {fired:?} (quorum::buggify::Site::ALL order), \
+                 torn NEWLEADER writes {torn}"
+            );
+        }
         for v in &self.violations {
             let _ = writeln!(s, "  - {v}");
         }
