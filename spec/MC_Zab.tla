@@ -12,6 +12,9 @@ NeverTRUNC     == ~SentInAnyChannel("TRUNC")
 NeverSNAP      == ~SentInAnyChannel("SNAP")
 NeverCommitted == Len(committedLog) = 0
 NeverTwoEpochs == \A a, b \in established : a[1] = b[1]
+(* A server down with a history newer than its currentEpoch: a crash between  *)
+(* the NEWLEADER writes (CrashDuringNEWLEADER), which Restart must recover.   *)
+NeverTornNEWLEADER == \A s \in Server : online[s] \/ LastZxid(s)[1] <= currentEpoch[s]
 (* Search restriction used only to find a witness faster in a big model   *)
 (* (MC_Zab_bug_KeepAcksAcrossReconnect.cfg): at most one LEADING server.   *)
 OneLeaderAtATime == Cardinality({s \in Server : state'[s] = "LEADING"}) <= 1

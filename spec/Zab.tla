@@ -764,7 +764,8 @@ Crash(i) ==
 
 \* The follower crashes while handling NEWLEADER, after its first durable
 \* write and before the second: the synced history is durable but currentEpoch
-\* is not (no ACK was sent).  Bug "EpochBeforeLog" is ZooKeeper 3.8's order
+\* is not (no ACK was sent).  A torn write keeps the sync base and any prefix of
+\* the queued proposals (zabd's sync thread installs a SNAP, then appends).  Bug "EpochBeforeLog" is ZooKeeper 3.8's order
 \* (setCurrentEpoch, then log the proposals): there currentEpoch is the write
 \* that survives.
 CrashDuringNEWLEADER(j, i) ==
@@ -774,7 +775,8 @@ CrashDuringNEWLEADER(j, i) ==
     /\ IF Bug = "EpochBeforeLog"
        THEN /\ currentEpoch' = [currentEpoch EXCEPT ![j] = acceptedEpoch[j]]
             /\ UNCHANGED history
-       ELSE /\ history' = [history EXCEPT ![j] = SyncBase(j) \o pending[j]]
+       ELSE /\ \E k \in 0..Len(pending[j]) :
+                   history' = [history EXCEPT ![j] = SyncBase(j) \o SubSeq(pending[j], 1, k)]
             /\ UNCHANGED currentEpoch
     /\ LeaveRole({j})
     /\ online' = [online EXCEPT ![j] = FALSE]
@@ -783,11 +785,16 @@ CrashDuringNEWLEADER(j, i) ==
     /\ UNCHANGED <<acceptedEpoch, ghostVars, nTxn, nLoss, nTimeout>>
 
 \* Restart from durable state (acceptedEpoch, currentEpoch, history), LOOKING.
+\* A history whose last epoch is newer than currentEpoch is what a crash between
+\* the NEWLEADER writes leaves (CrashDuringNEWLEADER); zabd's restore then takes
+\* that epoch as currentEpoch (the updatingEpoch marker, as ZooKeeper 3.4 does),
+\* where ZooKeeper 3.5+ refuses to start.
 Restart(i) ==
     /\ ~online[i]
     /\ online' = [online EXCEPT ![i] = TRUE]
-    /\ UNCHANGED <<durableVars, state, zabState, commitIdx, followerVars, leaderVars,
-                   msgs, ghostVars, boundVars>>
+    /\ currentEpoch' = [currentEpoch EXCEPT ![i] = Max(@, LastZxid(i)[1])]
+    /\ UNCHANGED <<acceptedEpoch, history, state, zabState, commitIdx, followerVars,
+                   leaderVars, msgs, ghostVars, boundVars>>
 
 \* The connection between leader i and follower j fails (message loss,
 \* partition): the in-flight packets of both directions are lost, j goes back

@@ -84,7 +84,7 @@ echo "== smoke model"
 expect_ok MC_Zab_smoke.cfg
 
 echo "== reachability probes (smoke bounds; each must be reached)"
-for probe in NeverDIFF NeverTRUNC NeverSNAP NeverCommitted NeverTwoEpochs; do
+for probe in NeverDIFF NeverTRUNC NeverSNAP NeverCommitted NeverTwoEpochs NeverTornNEWLEADER; do
     sed -e '/^INVARIANTS/,$d' MC_Zab_smoke.cfg >"probe_$probe.cfg"
     printf 'INVARIANTS\n    %s\nCHECK_DEADLOCK FALSE\n' "$probe" >>"probe_$probe.cfg"
     expect_violation "probe_$probe.cfg"

@@ -12,10 +12,13 @@
 //!   negative control);
 //! - `SIM_NETWORK_FAULTS=1`: one-way and bridge partitions, lost or duplicated election notifications
 //!   as well (`sweep_with_network_faults` always has them, on seeds 100001..=100060).
+//! - `SIM_BUGGIFY=<percent>`: the share of seeds run with the core's fault sites and torn
+//!   NEWLEADER writes on (default 25; the regression tests run without).
 //!
 //! With a `bug-*` feature (negative controls, Cargo.toml), only `negative_control_is_caught`
 //! runs: the sweep must find the injected bug.
 
+use zabd::quorum::buggify::{Site, SITES};
 use zabd::sim::sweep::{install_log_capture, run_seeds, SeedReport, SweepOptions};
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -58,6 +61,19 @@ fn summary(reports: &[SeedReport], real_ms: u128) -> String {
             .filter(|r| r.workload.register_verdict.starts_with(v))
             .count()
     };
+    let (mut fired, mut torn, mut buggified) = ([0u64; SITES], 0, 0);
+    for (f, t) in reports.iter().filter_map(|r| r.buggify) {
+        buggified += 1;
+        torn += t;
+        for (total, k) in fired.iter_mut().zip(f) {
+            *total += k;
+        }
+    }
+    let sites: Vec<String> = Site::ALL
+        .iter()
+        .zip(fired)
+        .map(|(s, k)| format!("{} {k}", s.name()))
+        .collect();
     let known: Vec<u64> = reports
         .iter()
         .filter(|r| !r.known.is_empty())
@@ -67,10 +83,12 @@ fn summary(reports: &[SeedReport], real_ms: u128) -> String {
         "{} seeds in {real_ms} ms (slowest seed {max_ms} ms): {steps} steps, {faults} faults, \
          {ops} client ops, {committed} txns committed, {snaps} SNAP installs, \
          {removals} txns truncated from logs; register: {reg_ops} ops, {reg_events} watch events, \
-         {} histories linearizable, {} unknown (search budget); known issues in seeds {known:?}",
+         {} histories linearizable, {} unknown (search budget); known issues in seeds {known:?}; \
+         {buggified} seeds buggified: {}, torn NEWLEADER writes {torn}",
         reports.len(),
         lin("ok"),
         lin("unknown"),
+        sites.join(", ")
     )
 }
 
@@ -276,4 +294,51 @@ fn regression_reload_keeps_commits_seen_during_the_sync_with_clients() {
 #[test]
 fn regression_accepted_epoch_never_written_below_a_pending_one() {
     regression(&[977], false);
+}
+
+/// Buggify's fault sites fire in a buggified sweep, every one of them, and the protocol stays
+/// correct through them (each site only picks a legal behaviour).
+#[test]
+fn buggify_sites_fire_and_keep_the_protocol_correct() {
+    install_log_capture();
+    let opts = SweepOptions {
+        buggify_percent: 100,
+        ..SweepOptions::default()
+    };
+    let seeds: Vec<u64> = (1..=12).collect();
+    let reports = run_seeds(&seeds, threads(), &opts);
+    eprintln!("buggified: {}", summary(&reports, 0));
+    for r in reports.iter().filter(|r| r.failed()) {
+        eprintln!("{}", r.render(60));
+    }
+    let failed: Vec<u64> = reports
+        .iter()
+        .filter(|r| r.failed())
+        .map(|r| r.seed)
+        .collect();
+    assert!(failed.is_empty(), "buggified seeds {failed:?} fail");
+    let mut fired = [0u64; SITES];
+    let mut torn = 0;
+    for (f, t) in reports
+        .iter()
+        .map(|r| r.buggify.expect("every seed buggified"))
+    {
+        torn += t;
+        for (total, k) in fired.iter_mut().zip(f) {
+            *total += k;
+        }
+    }
+    for (site, k) in Site::ALL.iter().zip(fired) {
+        assert!(
+            k > 0,
+            "{} never fired in {} seeds",
+            site.name(),
+            seeds.len()
+        );
+    }
+    assert!(
+        torn > 0,
+        "no NEWLEADER write was torn in {} seeds",
+        seeds.len()
+    );
 }

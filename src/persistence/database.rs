@@ -4,7 +4,10 @@
 //! what a follower's synchronization does to the directory: truncation (TRUNC) and installing
 //! a leader's snapshot (SNAP).
 
-use super::epoch::{read_epoch, read_epoch_file, write_epoch, EpochFile};
+use super::epoch::{
+    clear_updating_epoch, mark_updating_epoch, read_epoch, read_epoch_file, updating_epoch_marked,
+    write_epoch, EpochFile, UPDATING_EPOCH_FILE,
+};
 use super::snapshot::{
     load_newest_valid_snapshot, SnapshotError, SnapshotFileWriter, SnapshotReader, SnapshotTrailer,
     SnapshotWriter,
@@ -109,8 +112,10 @@ impl FileTxnSnapLog {
     /// QuorumPeer.loadDataBase's epochs. A missing file gets the epoch of the last zxid (a
     /// directory from a standalone server, or from before the files existed). currentEpoch
     /// below that epoch is taken from `currentEpoch.tmp` when a crash left one (the rename
-    /// never happened), and is an error otherwise; acceptedEpoch below currentEpoch is an
-    /// error.
+    /// never happened), else set to that epoch when the `updatingEpoch` marker says a crash
+    /// fell between a learner's NEWLEADER log writes and its currentEpoch write (ZooKeeper
+    /// 3.4), and is an error otherwise; acceptedEpoch below currentEpoch is an error. The
+    /// marker is removed once the epochs are settled.
     fn load_epochs(&self, last_zxid: i64) -> Result<(i64, i64), RestoreError> {
         let dir = &self.snap_dir;
         let io_err = |which: EpochFile| {
@@ -129,24 +134,44 @@ impl FileTxnSnapLog {
                 zxid_epoch
             }
         };
+        let marker = dir.join(UPDATING_EPOCH_FILE);
+        let marker_err = |e| RestoreError::Io(marker.clone(), e);
+        let marked = updating_epoch_marked(dir).map_err(marker_err)?;
         if zxid_epoch > current {
             let tmp = EpochFile::Current.tmp_path(dir);
-            match read_epoch_file(&tmp).map_err(|e| RestoreError::Io(tmp.clone(), e))? {
+            // A torn tmp file is what a crash during the epoch write leaves: with the marker,
+            // the marker decides.
+            let from_tmp = match read_epoch_file(&tmp) {
+                Ok(epoch) => epoch,
+                Err(_) if marked => None,
+                Err(e) => return Err(RestoreError::Io(tmp, e)),
+            };
+            let epoch = match from_tmp {
                 Some(epoch) => {
                     log::info!(
                         "{} found: setting the current epoch to {epoch}",
                         tmp.display()
                     );
-                    write_epoch(dir, EpochFile::Current, epoch)
-                        .map_err(io_err(EpochFile::Current))?;
-                    current = epoch;
+                    epoch
+                }
+                None if marked => {
+                    log::info!(
+                        "{UPDATING_EPOCH_FILE} found: the server stopped between logging a \
+                         sync and writing currentEpoch; setting the current epoch to {zxid_epoch}"
+                    );
+                    zxid_epoch
                 }
                 None => {
                     return Err(RestoreError::Epoch(format!(
                     "the current epoch, {current:#x}, is older than the last zxid, {last_zxid:#x}"
                 )))
                 }
-            }
+            };
+            write_epoch(dir, EpochFile::Current, epoch).map_err(io_err(EpochFile::Current))?;
+            current = epoch;
+        }
+        if marked {
+            clear_updating_epoch(dir).map_err(marker_err)?;
         }
         let accepted = match read_epoch(dir, EpochFile::Accepted)
             .map_err(io_err(EpochFile::Accepted))?
@@ -733,9 +758,19 @@ impl FileLog {
         Ok(())
     }
 
-    /// Writes `acceptedEpoch` or `currentEpoch` in the snapshot directory, durably.
+    /// Writes `acceptedEpoch` or `currentEpoch` in the snapshot directory, durably; a written
+    /// currentEpoch ends a NEWLEADER's writes, so the `updatingEpoch` marker goes too.
     pub fn write_epoch(&mut self, which: EpochFile, epoch: i64) -> io::Result<()> {
-        write_epoch(&self.db.snap_dir, which, epoch)
+        write_epoch(&self.db.snap_dir, which, epoch)?;
+        if which == EpochFile::Current {
+            clear_updating_epoch(&self.db.snap_dir)?;
+        }
+        Ok(())
+    }
+
+    /// Creates the `updatingEpoch` marker, durably.
+    pub fn mark_updating_epoch(&mut self) -> io::Result<()> {
+        mark_updating_epoch(&self.db.snap_dir)
     }
 }
 

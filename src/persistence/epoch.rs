@@ -9,6 +9,12 @@
 //! replaced atomically, as ZooKeeper's `AtomicFileOutputStream` does: `<name>.tmp` written and
 //! fsynced, then renamed over the file; zabd also fsyncs the directory, so the new value
 //! survives a crash once [`write_epoch`] returns.
+//!
+//! The `updatingEpoch` marker (ZooKeeper 3.4's `QuorumPeer.UPDATING_EPOCH_FILENAME`, an empty
+//! file in the same directory) brackets a learner's NEWLEADER writes when they move the log
+//! past currentEpoch's epoch: created first, removed once currentEpoch is written. A crash in
+//! between leaves a log newer than currentEpoch, which a restart would otherwise refuse
+//! (ZooKeeper 3.5+ dropped the marker and refuses it too, unless `currentEpoch.tmp` exists).
 
 use super::sync_dir;
 use std::fs::{File, OpenOptions};
@@ -45,6 +51,39 @@ impl EpochFile {
     /// The temporary file an interrupted [`write_epoch`] may leave (`<name>.tmp`).
     pub fn tmp_path(self, snap_dir: &Path) -> PathBuf {
         snap_dir.join(format!("{}.tmp", self.file_name()))
+    }
+}
+
+/// The marker's name, ZooKeeper 3.4's.
+pub const UPDATING_EPOCH_FILE: &str = "updatingEpoch";
+
+/// Creates the `updatingEpoch` marker, durably (the file and its directory entry).
+pub fn mark_updating_epoch(snap_dir: &Path) -> io::Result<()> {
+    let path = snap_dir.join(UPDATING_EPOCH_FILE);
+    let created = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .and_then(|f| f.sync_all());
+    created.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    sync_dir(snap_dir)
+}
+
+/// True when the `updatingEpoch` marker exists.
+pub fn updating_epoch_marked(snap_dir: &Path) -> io::Result<bool> {
+    let path = snap_dir.join(UPDATING_EPOCH_FILE);
+    path.try_exists()
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+/// Removes the `updatingEpoch` marker, durably; nothing to do when there is none.
+pub fn clear_updating_epoch(snap_dir: &Path) -> io::Result<()> {
+    let path = snap_dir.join(UPDATING_EPOCH_FILE);
+    match std::fs::remove_file(&path) {
+        Ok(()) => sync_dir(snap_dir),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
     }
 }
 
@@ -203,6 +242,19 @@ mod tests {
             assert_eq!(err.kind(), io::ErrorKind::InvalidData);
             assert!(err.to_string().contains("acceptedEpoch"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_marker_is_created_and_cleared() {
+        let dir = TempDir::new("epoch-marker");
+        assert!(!updating_epoch_marked(dir.path()).unwrap());
+        clear_updating_epoch(dir.path()).unwrap();
+        mark_updating_epoch(dir.path()).unwrap();
+        mark_updating_epoch(dir.path()).unwrap();
+        assert!(dir.path().join("updatingEpoch").exists());
+        assert!(updating_epoch_marked(dir.path()).unwrap());
+        clear_updating_epoch(dir.path()).unwrap();
+        assert!(!updating_epoch_marked(dir.path()).unwrap());
     }
 
     #[test]

@@ -19,7 +19,10 @@ pub use database::{
     restore_snapshot_bytes, FileLog, FileTxnSnapLog, RestoreError, Restored, SnapshotCapture,
     SnapshotData, COMMIT_LOG_COUNT,
 };
-pub use epoch::{read_epoch, write_epoch, EpochFile};
+pub use epoch::{
+    clear_updating_epoch, mark_updating_epoch, read_epoch, updating_epoch_marked, write_epoch,
+    EpochFile, UPDATING_EPOCH_FILE,
+};
 pub use snapshot::{
     find_snapshots, load_newest_valid_snapshot, read_snapshot, read_snapshot_file, write_snapshot,
     write_snapshot_file, write_snapshot_iter, Compression, LoadedSnapshot, SnapDigest, SnapNode,

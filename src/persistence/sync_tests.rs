@@ -586,6 +586,69 @@ fn epochs_are_created_from_the_last_zxid_and_then_read() {
     assert_eq!((r.accepted_epoch, r.current_epoch), (5, 4));
 }
 
+/// A learner that crashed between its NEWLEADER log writes and its currentEpoch write leaves
+/// a log newer than currentEpoch. With the `updatingEpoch` marker (written first, as
+/// ZooKeeper 3.4 does, and as a 3.4 data directory may still hold it) the restore takes the
+/// last zxid's epoch; without it the restore stops.
+#[test]
+fn the_updating_epoch_marker_restores_a_torn_newleader() {
+    let dir = TempDir::new("epochs-marker");
+    let config = config(&dir);
+    let db = FileTxnSnapLog::open(&config).unwrap();
+    restore(&db);
+    let mut log = FileLog::new(&db, &config, 0).unwrap();
+    let marker = db.snap_dir.join("updatingEpoch");
+
+    // The sync thread's NEWLEADER order: marker, the synced history, currentEpoch.
+    log.write_epoch(EpochFile::Accepted, 4).unwrap();
+    log.mark_updating_epoch().unwrap();
+    assert!(marker.exists());
+    log.write_epoch(EpochFile::Accepted, 4).unwrap();
+    assert!(
+        marker.exists(),
+        "only currentEpoch ends the NEWLEADER writes"
+    );
+    let mut h = History::new();
+    let entry = h.apply_at(3 << 32 | 1, 0, create("/e3", b""));
+    log_entries(&mut log, &[entry]);
+    // The crash: currentEpoch still 1.
+    write_epoch(&db.snap_dir, EpochFile::Current, 1).unwrap();
+    let r = restore(&db);
+    assert_eq!((r.accepted_epoch, r.current_epoch), (4, 3));
+    assert_eq!(
+        std::fs::read(db.snap_dir.join("currentEpoch")).unwrap(),
+        b"3"
+    );
+    assert!(!marker.exists(), "the restore removes the marker");
+
+    // A torn currentEpoch.tmp (the crash fell inside the epoch write): the marker decides.
+    write_epoch(&db.snap_dir, EpochFile::Current, 1).unwrap();
+    std::fs::write(&marker, b"").unwrap();
+    std::fs::write(EpochFile::Current.tmp_path(&db.snap_dir), b"").unwrap();
+    assert_eq!(restore(&db).current_epoch, 3);
+    assert!(!marker.exists());
+
+    // Without the marker the same directory does not load.
+    write_epoch(&db.snap_dir, EpochFile::Current, 1).unwrap();
+    match db.restore(false) {
+        Ok(_) => panic!("restored without the marker"),
+        Err(e) => assert!(e.to_string().contains("older than the last zxid"), "{e}"),
+    }
+
+    // A stale marker (the crash fell before the history was durable) changes nothing.
+    write_epoch(&db.snap_dir, EpochFile::Current, 3).unwrap();
+    std::fs::write(&marker, b"").unwrap();
+    let r = restore(&db);
+    assert_eq!((r.accepted_epoch, r.current_epoch), (4, 3));
+    assert!(!marker.exists());
+
+    // Writing currentEpoch ends the NEWLEADER writes: the marker goes.
+    log.mark_updating_epoch().unwrap();
+    log.write_epoch(EpochFile::Current, 4).unwrap();
+    assert!(!marker.exists());
+    assert_eq!(restore(&db).current_epoch, 4);
+}
+
 #[test]
 fn inconsistent_epochs_stop_the_restore() {
     let dir = TempDir::new("epochs-bad");

@@ -13,9 +13,10 @@
 //! ACKs belong to a connection: when a learner's link closes, its ACKs of outstanding
 //! proposals are forgotten (spec: KeepAcksAcrossReconnect).
 
+use super::buggify::Site;
 use super::packets;
 use super::replica::{more_recent, EpochKind, LinkId, PeerOutput, Replica};
-use super::sync_decision::{decide, SyncOp};
+use super::sync_decision::{decide, SyncOp, SyncPlan};
 use super::{epoch_of, Sid};
 use crate::jute::proto::op;
 use crate::jute::quorum::{packet, QuorumPacket};
@@ -460,7 +461,15 @@ impl Leader {
         let sid = h.sid.unwrap_or(-1);
         let window: Vec<i64> = r.zk.committed_log().iter().map(|e| e.header.zxid).collect();
         let lp = self.last_processed(r);
-        let plan = decide(peer, lp, &window);
+        let mut plan = decide(peer, lp, &window);
+        if matches!(plan.op, SyncOp::Diff(_)) && r.buggify.fire(Site::SnapInsteadOfDiff) {
+            // A DIFF means the learner's log is a prefix of ours: a SNAP is always legal too.
+            plan = SyncPlan {
+                op: SyncOp::Snap,
+                from: window.len(),
+                cur: lp,
+            };
+        }
         let mut packets_out = Vec::new();
         match plan.op {
             SyncOp::Diff(z) => {
@@ -521,7 +530,7 @@ impl Leader {
                     self.new_leader_acks.insert(sid);
                 }
                 if self.is_established() {
-                    self.send_uptodate(link, out);
+                    self.send_uptodate(link, r, out);
                 } else {
                     self.maybe_establish(r, out);
                 }
@@ -540,10 +549,14 @@ impl Leader {
         Ok(())
     }
 
-    fn send_uptodate(&mut self, link: LinkId, out: &mut Vec<PeerOutput>) {
+    fn send_uptodate(&mut self, link: LinkId, r: &mut Replica, out: &mut Vec<PeerOutput>) {
         if let Some(h) = self.learners.get_mut(&link) {
             h.state = HandlerState::Broadcast;
             Self::send(link, packets::bare(packet::UPTODATE, -1), out);
+            if r.buggify.fire(Site::CloseLinkAfterSync) {
+                // A connection may break at any time; right after a sync is the rare one.
+                self.drop_learner(link, "buggify: closed right after the sync", out);
+            }
         }
     }
 
@@ -569,7 +582,7 @@ impl Leader {
             .map(|(l, _)| *l)
             .collect();
         for link in ready {
-            self.send_uptodate(link, out);
+            self.send_uptodate(link, r, out);
         }
     }
 

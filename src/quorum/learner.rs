@@ -7,11 +7,14 @@
 //! - acceptedEpoch is durable before ACKEPOCH, which carries the durable last logged zxid;
 //! - a SNAP is held in memory and replaces the log only at NEWLEADER; TRUNC is durable at once;
 //! - at NEWLEADER: the synced history (snapshot, queued proposals) is durable, then
-//!   currentEpoch, and only then ACK(NEWLEADER), then ACKs for the proposals;
+//!   currentEpoch, and only then ACK(NEWLEADER), then ACKs for the proposals; when the
+//!   history's last epoch is newer than currentEpoch, the `updatingEpoch` marker is made
+//!   durable first, so a crash between the two writes leaves a loadable data directory;
 //! - the sync point and the COMMITs seen during sync are applied only at UPTODATE;
 //! - proposals are consecutive, COMMIT is for the next logged transaction; anything else is a
 //!   protocol error that ends the role.
 
+use super::buggify::Site;
 use super::packets;
 use super::replica::{
     DiskCommand, DiskDone, EpochKind, LinkId, PeerOutput, Replica, OUTBOUND_LINK_BIT,
@@ -275,6 +278,8 @@ impl Learner {
                 packet::INFORM,
             ) if self.observer => self.on_inform(now_ms, &p, r, out),
             (_, packet::PING) if self.phase != Phase::Connecting => {
+                // ACKs a buggified send_acks held back go now at the latest.
+                self.send_acks(r, out);
                 let touches = r.zk.take_touches();
                 self.send(packets::ping_reply(p.zxid, &touches), out);
                 Ok(())
@@ -456,6 +461,12 @@ impl Learner {
                 ));
             }
         }
+        let synced_last = self.queued.last().map_or(base, |e| e.header.zxid);
+        if epoch_of(synced_last) > r.current_epoch {
+            // The log is about to hold an epoch newer than currentEpoch: the marker lets a
+            // restart after a crash before the currentEpoch write load it.
+            out.push(PeerOutput::Disk(DiskCommand::MarkUpdatingEpoch));
+        }
         if let Some((tree, sessions, bytes)) = self.snapshot.take() {
             let zxid = tree.last_processed_zxid();
             out.push(PeerOutput::Disk(DiskCommand::InstallSnapshot {
@@ -553,12 +564,12 @@ impl Learner {
     }
 
     /// The log is durable up to `r.durable`: ACK what may be acknowledged.
-    pub fn on_persisted(&mut self, r: &Replica, out: &mut Vec<PeerOutput>) {
+    pub fn on_persisted(&mut self, r: &mut Replica, out: &mut Vec<PeerOutput>) {
         self.maybe_ack_epoch(r, out);
         self.send_acks(r, out);
     }
 
-    fn send_acks(&mut self, r: &Replica, out: &mut Vec<PeerOutput>) {
+    fn send_acks(&mut self, r: &mut Replica, out: &mut Vec<PeerOutput>) {
         if !self.can_ack || self.observer {
             return;
         }
@@ -578,6 +589,10 @@ impl Learner {
             log::debug!("ACK 0x{z:x}");
             self.send(packets::bare(packet::ACK, z), out);
             self.acked_through = z;
+            if r.buggify.fire(Site::SplitAcks) {
+                // Late ACKs are legal: the rest go at the next fsync or PING.
+                break;
+            }
         }
     }
 

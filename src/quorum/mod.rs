@@ -6,8 +6,9 @@
 //! - [`peer`]: one ensemble member, routing inputs to its election and its role;
 //! - [`leader`] and [`learner`]: ZAB's discovery, synchronization and broadcast;
 //! - [`sync_decision`]: DIFF, TRUNC or SNAP; [`packets`]: the packet bodies;
-//! - [`verifier`]: majority quorums. spec/ describes the protocol they implement.
+//! - [`verifier`]: majority quorums; [`buggify`]: the simulator's fault sites. spec/ describes the protocol they implement.
 
+pub mod buggify;
 pub mod election;
 pub mod leader;
 pub mod learner;

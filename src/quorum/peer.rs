@@ -7,6 +7,7 @@
 //! Clients are served only by an established leader and by learners after UPTODATE; leaving a
 //! role closes every client and learner connection and starts a new election.
 
+use super::buggify::{Buggify, Fired, Site};
 use super::election::{ElectionOutput, ElectionTimers, FastLeaderElection};
 use super::leader::Leader;
 use super::learner::{Learner, Phase as LearnerPhase};
@@ -101,6 +102,7 @@ impl QuorumPeer {
                 counters: SyncCounters::default(),
                 reloads_pending: 0,
                 now_ms,
+                buggify: Buggify::off(),
             },
             election,
             role: Role::Looking { since_ms: now_ms },
@@ -169,6 +171,22 @@ impl QuorumPeer {
 
     pub fn last_logged_zxid(&self) -> i64 {
         self.r.last_logged
+    }
+
+    /// Turns the fault sites on (the simulator); a small committed-log window is decided now.
+    pub fn set_buggify(&mut self, mut buggify: Buggify) {
+        if buggify.fire(Site::SmallCommitLog) {
+            let keep = buggify.range(1, 20) as usize;
+            let recent: Vec<TxnEntry> = self.r.zk.committed_log().iter().cloned().collect();
+            self.r.settings.commit_log_count = keep;
+            self.r.zk.keep_committed_log(keep, recent);
+        }
+        self.r.buggify = buggify;
+    }
+
+    /// Times each fault site fired in this server's life.
+    pub fn buggify_fired(&self) -> Fired {
+        self.r.buggify.fired()
     }
 
     pub fn sync_counters(&self) -> SyncCounters {
@@ -274,7 +292,10 @@ impl QuorumPeer {
         for o in eout {
             match o {
                 ElectionOutput::Send { to, notification } => {
-                    out.push(PeerOutput::Election { to, notification })
+                    // Lost, as a broken election connection loses it: the election resends.
+                    if !self.r.buggify.fire(Site::DropNotification) {
+                        out.push(PeerOutput::Election { to, notification })
+                    }
                 }
                 ElectionOutput::Elected { vote, state } => {
                     if matches!(self.role, Role::Looking { .. }) {
@@ -361,7 +382,7 @@ impl QuorumPeer {
                     .step(now_ms, Input::Persisted { zxid, sync }, &mut self.r.scratch);
                 match &mut self.role {
                     Role::Leading(l) => l.on_persisted(now_ms, &mut self.r, out),
-                    Role::Following(l) | Role::Observing(l) => l.on_persisted(&self.r, out),
+                    Role::Following(l) | Role::Observing(l) => l.on_persisted(&mut self.r, out),
                     Role::Looking { .. } => {}
                 }
             }
@@ -479,7 +500,7 @@ impl QuorumPeer {
                     // Discovery waited for the reload: let it go on.
                     match &mut self.role {
                         Role::Leading(l) => l.on_reloaded(&mut self.r, out),
-                        Role::Following(l) | Role::Observing(l) => l.on_persisted(&self.r, out),
+                        Role::Following(l) | Role::Observing(l) => l.on_persisted(&mut self.r, out),
                         Role::Looking { .. } => {}
                     }
                 }

@@ -35,8 +35,13 @@ pub enum DiskCommand {
     Truncate { zxid: i64, reload: bool },
     /// Replace the log with the leader's snapshot (SNAP), durably: the snapshot file's bytes.
     InstallSnapshot { zxid: i64, bytes: bytes::Bytes },
-    /// Persist acceptedEpoch or currentEpoch.
+    /// Persist acceptedEpoch or currentEpoch; a written currentEpoch removes the
+    /// `updatingEpoch` marker.
     WriteEpoch { which: EpochKind, epoch: i64 },
+    /// Create the `updatingEpoch` marker, durably: a learner's NEWLEADER writes are about to
+    /// move the log past currentEpoch's epoch, and a crash before the currentEpoch write must
+    /// not leave a data directory that refuses to load.
+    MarkUpdatingEpoch,
 }
 
 /// The sync thread's answer to a [`DiskCommand`]; every append queued before it is durable.
@@ -52,6 +57,7 @@ pub enum DiskDone {
         which: EpochKind,
         epoch: i64,
     },
+    UpdatingEpochMarked,
 }
 
 impl std::fmt::Debug for DiskDone {
@@ -64,6 +70,7 @@ impl std::fmt::Debug for DiskDone {
             DiskDone::EpochWritten { which, epoch } => {
                 write!(f, "EpochWritten({which:?}, {epoch})")
             }
+            DiskDone::UpdatingEpochMarked => write!(f, "UpdatingEpochMarked"),
         }
     }
 }
@@ -149,6 +156,8 @@ pub struct Replica {
     /// Truncations whose reloaded tree has not arrived yet: until then the tree is stale, so
     /// no ACKEPOCH is sent and no epoch is chosen.
     pub reloads_pending: u32,
+    /// The simulator's fault sites; off in production.
+    pub buggify: super::buggify::Buggify,
 }
 
 /// A leader's learner-sync counters (mntr's zk_diff_count, zk_snap_count and zabd's

@@ -904,7 +904,7 @@ impl Checker {
                     self.violate("EpochsOnlyGrow", msg);
                 }
             }
-            DiskOp::Cmd(DiskCommand::InstallSnapshot { .. }) => {}
+            DiskOp::Cmd(DiskCommand::InstallSnapshot { .. } | DiskCommand::MarkUpdatingEpoch) => {}
             DiskOp::Snapshot { zxid, .. } => {
                 let seq = match self.nodes[node].pending_bases.pop_front() {
                     Some((z, seq)) if z == *zxid => seq,

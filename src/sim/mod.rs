@@ -5,19 +5,22 @@
 //! - Network: election notifications and quorum links with a random delay; each link is FIFO
 //!   (TCP); a crashed or partitioned node's links close on both sides.
 //! - Disk: appends and disk commands become durable together at a simulated fsync; a crash
-//!   loses everything not yet durable.
+//!   loses everything not yet durable, or (a torn fsync, [`Sim::crash_torn`]) all but a
+//!   prefix of it.
 //! - Clients: tests feed client inputs to a node and read the outputs it produced.
 //! - Faults: crashes and restarts, symmetric partitions, one-way partitions (what one node
 //!   sends to another waits, as in TCP buffers, until healed or the link closes), broken
 //!   quorum links, slow fsyncs, and lost or duplicated election notifications (FLE resends
-//!   them). Messages on a quorum link are never dropped or duplicated (it is TCP); links
-//!   break instead.
+//!   them); with [`Sim::enable_buggify`], the core's fault sites ([`crate::quorum::buggify`])
+//!   and crashes in the middle of a learner's NEWLEADER writes. Messages on a quorum link
+//!   are never dropped or duplicated (it is TCP); links break instead.
 //! - Checkers ([`checker`]), when enabled, run after every step; [`workload`] drives
 //!   simulated clients and [`sweep`] runs seeded fault schedules with both.
 
 use crate::config::{Config, PeerType, ServerLine};
 use crate::jute::quorum::QuorumPacket;
 use crate::jute::txn::{TxnBody, TxnEntry};
+use crate::quorum::buggify::{Buggify, Fired, SITES};
 use crate::quorum::peer::{PeerInput, PeerStart, QuorumPeer};
 use crate::quorum::replica::{DiskCommand, DiskDone, EpochKind, LinkId, PeerOutput};
 use crate::quorum::{ServerState, Sid};
@@ -72,6 +75,9 @@ pub struct SimDisk {
     pub base: Option<(i64, Vec<u8>)>,
     pub accepted_epoch: i64,
     pub current_epoch: i64,
+    /// ZooKeeper's `updatingEpoch` marker file: set while a learner's NEWLEADER writes move
+    /// the log past currentEpoch's epoch.
+    pub updating_epoch: bool,
     pending: Vec<DiskOp>,
     fsync_scheduled: bool,
 }
@@ -93,6 +99,32 @@ impl SimDisk {
             .map(|e| e.header.zxid)
             .or(self.base.as_ref().map(|b| b.0))
             .unwrap_or(0)
+    }
+
+    /// What `persistence::FileTxnSnapLog::restore` does with the epochs (ZooKeeper's
+    /// QuorumPeer.loadDataBase): a currentEpoch older than the last zxid's epoch is taken from
+    /// the epoch of the last zxid when the `updatingEpoch` marker says a NEWLEADER was being
+    /// written, and stops the server otherwise; the marker is then gone.
+    fn check_epochs_at_load(&mut self, node: usize, last_zxid: i64) {
+        let zxid_epoch = crate::quorum::epoch_of(last_zxid);
+        if zxid_epoch > self.current_epoch {
+            assert!(
+                self.updating_epoch,
+                "s{} cannot restart: the current epoch, {}, is older than the last zxid, \
+                 0x{last_zxid:x}, and no updatingEpoch marker says why",
+                node + 1,
+                self.current_epoch
+            );
+            self.current_epoch = zxid_epoch;
+        }
+        self.updating_epoch = false;
+        assert!(
+            self.accepted_epoch >= self.current_epoch,
+            "s{} cannot restart: the accepted epoch, {}, is less than the current epoch, {}",
+            node + 1,
+            self.accepted_epoch,
+            self.current_epoch
+        );
     }
 
     /// The tree and sessions the durable state gives (a restart's load).
@@ -154,7 +186,25 @@ enum Event {
         node: usize,
         inc: u64,
     },
+    /// A restart after a crash the simulator chose itself (a torn NEWLEADER write).
+    Restart {
+        node: usize,
+        inc: u64,
+    },
 }
+
+/// The simulator's own fault decisions when buggify is on; a separate random source, so a
+/// run with buggify off draws exactly what it drew before buggify existed.
+struct SimBuggify {
+    seed: u64,
+    rng: SimRng,
+    /// Times each core site fired, in servers that have crashed since.
+    fired_gone: Fired,
+    torn_newleader_crashes: u64,
+}
+
+/// Percent of a learner's NEWLEADER fsyncs that a buggified run tears with a crash.
+const TORN_NEWLEADER_PERCENT: u64 = 20;
 
 pub struct Sim {
     pub now_ms: i64,
@@ -185,6 +235,7 @@ pub struct Sim {
     pub sync_disk: bool,
     /// A closed link loses the packets in flight on it (a reset, not a FIN).
     pub reset_on_close: bool,
+    buggify: Option<SimBuggify>,
 }
 
 pub fn sim_config(n_voters: usize, n_observers: usize, me: usize) -> Config {
@@ -265,6 +316,7 @@ impl Sim {
             tracer: None,
             sync_disk: false,
             reset_on_close: false,
+            buggify: None,
         };
         for i in 0..sim.nodes.len() {
             sim.start(i);
@@ -277,6 +329,8 @@ impl Sim {
         let n = &mut self.nodes[node];
         n.incarnation += 1;
         let (tree, sessions) = n.disk.load(i64::MAX);
+        n.disk
+            .check_epochs_at_load(node, tree.last_processed_zxid());
         let recent: Vec<TxnEntry> = n.disk.log.iter().rev().take(500).rev().cloned().collect();
         let start = PeerStart {
             tree,
@@ -286,6 +340,10 @@ impl Sim {
             current_epoch: n.disk.current_epoch,
         };
         let mut peer = QuorumPeer::new(&n.config, self.now_ms, start).expect("valid sim config");
+        if let Some(b) = &self.buggify {
+            let seed = b.seed ^ ((node as u64) << 48) ^ n.incarnation.wrapping_mul(0x1000_0001);
+            peer.set_buggify(Buggify::seeded(seed));
+        }
         let mut out = Vec::new();
         peer.start(self.now_ms, &mut out);
         n.peer = Some(peer);
@@ -299,6 +357,11 @@ impl Sim {
     /// Kills a node: volatile state and undurable writes are lost; its links close.
     pub fn crash(&mut self, node: usize) {
         let n = &mut self.nodes[node];
+        if let (Some(peer), Some(b)) = (&n.peer, &mut self.buggify) {
+            for (total, k) in b.fired_gone.iter_mut().zip(peer.buggify_fired()) {
+                *total += k;
+            }
+        }
         n.peer = None;
         n.incarnation += 1;
         n.disk.pending.clear();
@@ -622,63 +685,28 @@ impl Sim {
         self.push(self.now_ms + d, Event::Fsync { node, inc });
     }
 
-    /// Everything pending becomes durable, in order; the core hears about it in order.
+    /// Everything pending becomes durable, in order; the core hears about it in order. A
+    /// buggified run sometimes tears a batch that holds a currentEpoch write instead.
     fn fsync(&mut self, node: usize) {
         self.nodes[node].disk.fsync_scheduled = false;
+        if let Some(keep) = self.torn_epoch_write(node) {
+            self.note(format_args!(
+                "buggify: s{} crashes with {keep} of its pending disk ops durable, \
+                 before its currentEpoch write",
+                node + 1
+            ));
+            self.crash_torn(node, keep);
+            let b = self.buggify.as_mut().expect("torn only when buggified");
+            b.torn_newleader_crashes += 1;
+            let at = self.now_ms + b.rng.range(50, 3_000);
+            let inc = self.nodes[node].incarnation;
+            self.push(at, Event::Restart { node, inc });
+            return;
+        }
         let ops = std::mem::take(&mut self.nodes[node].disk.pending);
         let mut notices = Vec::new();
         for op in ops {
-            self.chk_durable(node, &op);
-            let disk = &mut self.nodes[node].disk;
-            match op {
-                DiskOp::Snapshot { zxid, bytes } => {
-                    notices.push(PeerInput::Client(Input::Persisted {
-                        zxid: disk.last_zxid(),
-                        sync: SyncCounters::default(),
-                    }));
-                    disk.base = Some((zxid, bytes));
-                    disk.log.clear();
-                    notices.push(PeerInput::Disk(DiskDone::SnapshotInstalled { zxid }));
-                }
-                DiskOp::Append(entries) => {
-                    disk.log.extend(entries);
-                }
-                DiskOp::Cmd(cmd) => {
-                    notices.push(PeerInput::Client(Input::Persisted {
-                        zxid: disk.last_zxid(),
-                        sync: SyncCounters::default(),
-                    }));
-                    let done = match cmd {
-                        DiskCommand::Truncate { zxid, reload } => {
-                            disk.log.retain(|e| e.header.zxid <= zxid);
-                            let restored = reload.then(|| {
-                                let (tree, sessions) = disk.load(zxid);
-                                Box::new(crate::persistence::Restored {
-                                    tree,
-                                    sessions,
-                                    snapshot_zxid: 0,
-                                    txns_replayed: 0,
-                                    accepted_epoch: disk.accepted_epoch,
-                                    current_epoch: disk.current_epoch,
-                                    recent_txns: Vec::new(),
-                                })
-                            });
-                            DiskDone::Truncated { zxid, restored }
-                        }
-                        DiskCommand::InstallSnapshot { .. } => {
-                            unreachable!("route turns snapshots into DiskOp::Snapshot")
-                        }
-                        DiskCommand::WriteEpoch { which, epoch } => {
-                            match which {
-                                EpochKind::Accepted => disk.accepted_epoch = epoch,
-                                EpochKind::Current => disk.current_epoch = epoch,
-                            }
-                            DiskDone::EpochWritten { which, epoch }
-                        }
-                    };
-                    notices.push(PeerInput::Disk(done));
-                }
-            }
+            self.make_durable(node, op, &mut notices);
         }
         let zxid = self.nodes[node].disk.last_zxid();
         notices.push(PeerInput::Client(Input::Persisted {
@@ -687,6 +715,154 @@ impl Sim {
         }));
         for n in notices {
             self.step_node(node, None, n);
+        }
+    }
+
+    /// Kills a node in the middle of an fsync: the first `durable_ops` pending disk ops (in
+    /// order: appends, epoch writes, truncations, snapshots) survive, the rest are lost. The
+    /// sync thread runs them in that order, so a crash can leave any prefix durable.
+    pub fn crash_torn(&mut self, node: usize, durable_ops: usize) {
+        let ops = std::mem::take(&mut self.nodes[node].disk.pending);
+        let mut ignored = Vec::new();
+        for op in ops.into_iter().take(durable_ops) {
+            self.make_durable(node, op, &mut ignored);
+        }
+        self.crash(node);
+    }
+
+    /// The kinds of the node's pending disk ops, in order (for tests that pick a tear).
+    pub fn pending_ops(&self, node: usize) -> Vec<&'static str> {
+        self.nodes[node]
+            .disk
+            .pending
+            .iter()
+            .map(|op| match op {
+                DiskOp::Append(_) => "append",
+                DiskOp::Snapshot { .. } => "snapshot",
+                DiskOp::Cmd(DiskCommand::Truncate { .. }) => "truncate",
+                DiskOp::Cmd(DiskCommand::InstallSnapshot { .. }) => "snapshot",
+                DiskOp::Cmd(DiskCommand::WriteEpoch {
+                    which: EpochKind::Accepted,
+                    ..
+                }) => "acceptedEpoch",
+                DiskOp::Cmd(DiskCommand::WriteEpoch {
+                    which: EpochKind::Current,
+                    ..
+                }) => "currentEpoch",
+                DiskOp::Cmd(DiskCommand::MarkUpdatingEpoch) => "updatingEpoch",
+            })
+            .collect()
+    }
+
+    /// With buggify on, sometimes: how many pending ops to keep when a batch with something
+    /// before its currentEpoch write is torn (at least one, never the epoch write).
+    fn torn_epoch_write(&mut self, node: usize) -> Option<usize> {
+        let b = self.buggify.as_mut()?;
+        let at = self.nodes[node].disk.pending.iter().position(|op| {
+            matches!(
+                op,
+                DiskOp::Cmd(DiskCommand::WriteEpoch {
+                    which: EpochKind::Current,
+                    ..
+                })
+            )
+        })?;
+        if at == 0 || !b.rng.chance(TORN_NEWLEADER_PERCENT) {
+            return None;
+        }
+        Some(b.rng.range(1, at as i64) as usize)
+    }
+
+    /// Turns on the core's fault sites in every server (from the next start on) and torn
+    /// NEWLEADER writes, all drawn from `seed` alone.
+    pub fn enable_buggify(&mut self, seed: u64) {
+        self.buggify = Some(SimBuggify {
+            seed,
+            rng: SimRng::new(seed ^ 0xb066_1f7e),
+            fired_gone: [0; SITES],
+            torn_newleader_crashes: 0,
+        });
+        for node in 0..self.nodes.len() {
+            let inc = self.nodes[node].incarnation;
+            if let Some(peer) = self.nodes[node].peer.as_mut() {
+                let seed = seed ^ ((node as u64) << 48) ^ inc.wrapping_mul(0x1000_0001);
+                peer.set_buggify(Buggify::seeded(seed));
+            }
+        }
+    }
+
+    /// Times each core fault site fired (indexed like `Site::ALL`), and the torn NEWLEADER
+    /// crashes; `None` when buggify is off.
+    pub fn buggify_fired(&self) -> Option<(Fired, u64)> {
+        let b = self.buggify.as_ref()?;
+        let mut fired = b.fired_gone;
+        for peer in self.nodes.iter().filter_map(|n| n.peer.as_ref()) {
+            for (total, k) in fired.iter_mut().zip(peer.buggify_fired()) {
+                *total += k;
+            }
+        }
+        Some((fired, b.torn_newleader_crashes))
+    }
+
+    /// One op becomes durable; the notices the core gets for it go to `notices`.
+    fn make_durable(&mut self, node: usize, op: DiskOp, notices: &mut Vec<PeerInput>) {
+        self.chk_durable(node, &op);
+        let disk = &mut self.nodes[node].disk;
+        match op {
+            DiskOp::Snapshot { zxid, bytes } => {
+                notices.push(PeerInput::Client(Input::Persisted {
+                    zxid: disk.last_zxid(),
+                    sync: SyncCounters::default(),
+                }));
+                disk.base = Some((zxid, bytes));
+                disk.log.clear();
+                notices.push(PeerInput::Disk(DiskDone::SnapshotInstalled { zxid }));
+            }
+            DiskOp::Append(entries) => {
+                disk.log.extend(entries);
+            }
+            DiskOp::Cmd(cmd) => {
+                notices.push(PeerInput::Client(Input::Persisted {
+                    zxid: disk.last_zxid(),
+                    sync: SyncCounters::default(),
+                }));
+                let done = match cmd {
+                    DiskCommand::Truncate { zxid, reload } => {
+                        disk.log.retain(|e| e.header.zxid <= zxid);
+                        let restored = reload.then(|| {
+                            let (tree, sessions) = disk.load(zxid);
+                            Box::new(crate::persistence::Restored {
+                                tree,
+                                sessions,
+                                snapshot_zxid: 0,
+                                txns_replayed: 0,
+                                accepted_epoch: disk.accepted_epoch,
+                                current_epoch: disk.current_epoch,
+                                recent_txns: Vec::new(),
+                            })
+                        });
+                        DiskDone::Truncated { zxid, restored }
+                    }
+                    DiskCommand::InstallSnapshot { .. } => {
+                        unreachable!("route turns snapshots into DiskOp::Snapshot")
+                    }
+                    DiskCommand::WriteEpoch { which, epoch } => {
+                        match which {
+                            EpochKind::Accepted => disk.accepted_epoch = epoch,
+                            EpochKind::Current => {
+                                disk.current_epoch = epoch;
+                                disk.updating_epoch = false;
+                            }
+                        }
+                        DiskDone::EpochWritten { which, epoch }
+                    }
+                    DiskCommand::MarkUpdatingEpoch => {
+                        disk.updating_epoch = true;
+                        DiskDone::UpdatingEpochMarked
+                    }
+                };
+                notices.push(PeerInput::Disk(done));
+            }
         }
     }
 
@@ -776,6 +952,11 @@ impl Sim {
                 Event::Fsync { node, inc } => {
                     if self.nodes[node].incarnation == inc {
                         self.fsync(node);
+                    }
+                }
+                Event::Restart { node, inc } => {
+                    if self.nodes[node].incarnation == inc && !self.is_up(node) {
+                        self.start(node);
                     }
                 }
             }

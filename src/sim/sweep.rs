@@ -72,6 +72,17 @@ pub struct SweepOptions {
     /// that the regression seeds replay the runs they were found in: the extra traffic
     /// changes every later network delay.
     pub client_checks: bool,
+    /// Percent of seeds run with buggify on (`SIM_BUGGIFY=<percent>`, default
+    /// [`BUGGIFY_PERCENT`] from the environment, 0 in `SweepOptions::default()`).
+    pub buggify_percent: u64,
+}
+
+/// The sweep's default share of buggified seeds.
+pub const BUGGIFY_PERCENT: u64 = 25;
+
+/// Whether `seed` runs buggified: its own draw, so the other seeds run as before.
+pub fn buggified(seed: u64, percent: u64) -> bool {
+    SimRng::new(seed ^ 0x00b0_661f_7e5e).chance(percent)
 }
 
 impl SweepOptions {
@@ -83,6 +94,10 @@ impl SweepOptions {
                 .unwrap_or_default(),
             network_faults: std::env::var("SIM_NETWORK_FAULTS").is_ok_and(|v| v != "0"),
             client_checks: std::env::var("SIM_CLIENT_CHECKS").map_or(true, |v| v != "0"),
+            buggify_percent: std::env::var("SIM_BUGGIFY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(BUGGIFY_PERCENT),
         }
     }
 }
@@ -147,6 +162,8 @@ pub struct SeedReport {
     pub trace: Vec<String>,
     pub log_tail: Vec<String>,
     pub real_ms: u128,
+    /// With buggify on: times each core fault site fired, and torn NEWLEADER crashes.
+    pub buggify: Option<(crate::quorum::buggify::Fired, u64)>,
 }
 
 impl SeedReport {
@@ -177,6 +194,13 @@ impl SeedReport {
             "  checker: {:?}\n  clients: {:?}",
             self.check, self.workload
         );
+        if let Some((fired, torn)) = &self.buggify {
+            let _ = writeln!(
+                s,
+                "  buggify on: sites fired {fired:?} (quorum::buggify::Site::ALL order), \
+                 torn NEWLEADER writes {torn}"
+            );
+        }
         for v in &self.violations {
             let _ = writeln!(s, "  - {v}");
         }
@@ -676,6 +700,9 @@ pub fn run_seed(seed: u64, opts: &SweepOptions) -> SeedReport {
             sim.election_drop_percent = 5;
             sim.election_dup_percent = 5;
         }
+        if buggified(seed, opts.buggify_percent) {
+            sim.enable_buggify(seed);
+        }
         sim.enable_checker();
         let wl = Workload::new(
             seed,
@@ -727,6 +754,7 @@ pub fn run_seed(seed: u64, opts: &SweepOptions) -> SeedReport {
                 trace: c.trace().cloned().collect(),
                 log_tail,
                 real_ms,
+                buggify: run.sim.buggify_fired(),
             }
         }
         Err(e) => {
@@ -749,6 +777,7 @@ pub fn run_seed(seed: u64, opts: &SweepOptions) -> SeedReport {
                 trace: Vec::new(),
                 log_tail,
                 real_ms,
+                buggify: None,
             }
         }
     }

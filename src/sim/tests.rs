@@ -768,3 +768,70 @@ mod register_checks {
         assert_eq!(r.workload.register_verdict, "-");
     }
 }
+
+/// A follower a whole epoch behind crashes in the middle of its NEWLEADER writes: the synced
+/// history (with the newer epoch's transactions) is durable, its currentEpoch write is not.
+/// The `updatingEpoch` marker, made durable first, lets it restart (as
+/// `FileTxnSnapLog::restore` would), and it syncs again and serves.
+#[test]
+fn a_crash_between_the_newleader_log_and_epoch_writes_restarts() {
+    init_log();
+    let mut sim = Sim::new(5, 3, 0);
+    assert!(sim.run_until_serving(20_000));
+    let leader = assert_one_leader(&sim);
+    let f = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    let mut c = Client::connect(&mut sim, other, 1);
+    assert_eq!(c.create(&mut sim, "/e1"), 0);
+    sim.run_for(100);
+    let f_epoch = sim.nodes[f].disk.current_epoch;
+    // f misses a whole epoch: the old leader restarts, a new epoch commits transactions.
+    sim.crash(f);
+    sim.crash(leader);
+    sim.start(leader);
+    let new_leader = wait_leader(&mut sim, 30_000);
+    let mut c = Client::connect(&mut sim, new_leader, 2);
+    for i in 0..3 {
+        assert_eq!(c.create(&mut sim, &format!("/e2-{i}")), 0);
+    }
+    // f rejoins on a slow disk, so its NEWLEADER writes wait for an fsync long enough to
+    // crash in.
+    sim.start(f);
+    sim.nodes[f].fsync_extra_ms = 200;
+    let deadline = sim.now_ms + 20_000;
+    let kinds = loop {
+        let kinds = sim.pending_ops(f);
+        if kinds.contains(&"currentEpoch") {
+            break kinds;
+        }
+        assert!(sim.now_ms < deadline, "f never reached NEWLEADER");
+        sim.run_for(1);
+    };
+    let epoch_write = kinds.iter().position(|k| *k == "currentEpoch").unwrap();
+    let marker = kinds.iter().position(|k| *k == "updatingEpoch");
+    assert!(
+        marker.is_some_and(|m| m < epoch_write),
+        "the marker goes before the history: {kinds:?}"
+    );
+    sim.crash_torn(f, epoch_write);
+    let disk = &sim.nodes[f].disk;
+    let last = disk.log.last().map_or(0, |e| e.header.zxid);
+    assert_eq!(disk.current_epoch, f_epoch, "the epoch write was lost");
+    assert!(
+        crate::quorum::epoch_of(last) > disk.current_epoch,
+        "the durable log (0x{last:x}) is newer than currentEpoch {}",
+        disk.current_epoch
+    );
+    assert!(disk.updating_epoch);
+    sim.nodes[f].fsync_extra_ms = 0;
+    sim.start(f);
+    assert_eq!(
+        sim.nodes[f].disk.current_epoch,
+        crate::quorum::epoch_of(last),
+        "the restart takes the epoch of the last zxid"
+    );
+    assert!(!sim.nodes[f].disk.updating_epoch);
+    assert!(sim.run_until_serving(30_000));
+    sim.run_for(300);
+    assert!(converged(&sim, "/e2-2"));
+}

@@ -79,6 +79,10 @@ impl TxnLogWriter for EnsembleLog {
                 self.log.write_epoch(epoch_file(which), epoch)?;
                 Ok(DiskDone::EpochWritten { which, epoch })
             }
+            DiskCommand::MarkUpdatingEpoch => {
+                self.log.mark_updating_epoch()?;
+                Ok(DiskDone::UpdatingEpochMarked)
+            }
         }
     }
 }

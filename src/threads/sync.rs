@@ -265,7 +265,7 @@ impl SyncLoop {
         let reset = match &cmd {
             DiskCommand::Truncate { zxid, .. } => Some(*zxid),
             DiskCommand::InstallSnapshot { zxid, .. } => Some(*zxid),
-            DiskCommand::WriteEpoch { .. } => None,
+            DiskCommand::WriteEpoch { .. } | DiskCommand::MarkUpdatingEpoch => None,
         };
         match self.log.run_command(cmd) {
             Ok(done) => {
