@@ -20,6 +20,7 @@ pub mod jute;
 pub mod net;
 pub mod persistence;
 pub mod quorum;
+pub mod rng;
 pub mod server;
 pub mod session;
 pub mod sim;

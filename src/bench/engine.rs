@@ -188,7 +188,7 @@ pub struct Engine<'a> {
     dirty: Vec<usize>,
     reread: Vec<usize>,
     path: String,
-    rng: u64,
+    rng: crate::rng::XorShift64Star,
     start: Instant,
     phase: Phase,
     measure_start_ns: u64,
@@ -222,7 +222,7 @@ impl<'a> Engine<'a> {
             dirty: Vec::with_capacity(opts.sessions),
             reread: Vec::new(),
             path: String::with_capacity(128),
-            rng: opts.seed | 1,
+            rng: crate::rng::XorShift64Star::from_state(opts.seed),
             start: Instant::now(),
             phase: Phase::Warmup,
             measure_start_ns: 0,
@@ -254,13 +254,7 @@ impl<'a> Engine<'a> {
     }
 
     fn rand(&mut self) -> u64 {
-        // xorshift64*: cheap and good enough to pick ops and keys.
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.rng.next_u64()
     }
 
     /// Connects every session (round-robin over the servers) and completes the handshakes.

@@ -71,7 +71,7 @@ pub struct Buggify(Option<Box<Active>>);
 
 #[derive(Clone, Debug)]
 struct Active {
-    rng: u64,
+    rng: crate::rng::XorShift64Star,
     enabled: [bool; SITES],
     fired: Fired,
 }
@@ -85,7 +85,7 @@ impl Buggify {
     /// On, with every decision drawn from `seed`.
     pub fn seeded(seed: u64) -> Buggify {
         let mut a = Active {
-            rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            rng: crate::rng::XorShift64Star::seeded(seed),
             enabled: [false; SITES],
             fired: [0; SITES],
         };
@@ -123,14 +123,8 @@ impl Buggify {
 }
 
 impl Active {
-    /// xorshift64*, as the simulator's own random source.
     fn next(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.rng.next_u64()
     }
 
     fn fire(&mut self, site: Site) -> bool {

@@ -41,21 +41,16 @@ pub const HELD_PACKETS_MAX: usize = 100_000;
 /// Ticks at one virtual instant before the simulator calls it a livelock.
 pub const TICKS_PER_INSTANT_MAX: u32 = 10_000;
 
-/// xorshift64*: deterministic and good enough to pick delays and faults.
+/// Picks delays and faults: deterministic per seed ([`crate::rng`]).
 #[derive(Clone, Debug)]
-pub struct SimRng(u64);
+pub struct SimRng(crate::rng::XorShift64Star);
 
 impl SimRng {
     pub fn new(seed: u64) -> SimRng {
-        SimRng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        SimRng(crate::rng::XorShift64Star::seeded(seed))
     }
     pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.next_u64()
     }
     /// Uniform in `lo..=hi`.
     pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
