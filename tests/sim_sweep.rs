@@ -94,13 +94,7 @@ fn summary(reports: &[SeedReport], real_ms: u128) -> String {
 
 #[test]
 #[cfg_attr(
-    any(
-        feature = "bug-commit-on-first-ack",
-        feature = "bug-skip-trunc",
-        feature = "bug-ack-before-fsync",
-        feature = "bug-read-skips-queued-write",
-        feature = "bug-watch-event-after-reply"
-    ),
+    feature = "negative-control",
     ignore = "a negative-control build breaks the protocol on purpose"
 )]
 fn sweep() {
@@ -143,13 +137,7 @@ fn run_and_judge(label: &str, seeds: &[u64], opts: &SweepOptions) -> Vec<SeedRep
 /// election notifications (kept apart so the seeds above, and their regression tests, run as before).
 #[test]
 #[cfg_attr(
-    any(
-        feature = "bug-commit-on-first-ack",
-        feature = "bug-skip-trunc",
-        feature = "bug-ack-before-fsync",
-        feature = "bug-read-skips-queued-write",
-        feature = "bug-watch-event-after-reply"
-    ),
+    feature = "negative-control",
     ignore = "a negative-control build breaks the protocol on purpose"
 )]
 fn sweep_with_network_faults() {
@@ -173,13 +161,7 @@ fn sweep_with_network_faults() {
 
 /// A build with a `bug-*` feature breaks the protocol; the sweep must notice, and say where.
 #[test]
-#[cfg(any(
-    feature = "bug-commit-on-first-ack",
-    feature = "bug-skip-trunc",
-    feature = "bug-ack-before-fsync",
-    feature = "bug-read-skips-queued-write",
-    feature = "bug-watch-event-after-reply"
-))]
+#[cfg(feature = "negative-control")]
 fn negative_control_is_caught() {
     install_log_capture();
     let limit = env_u64("SIM_SEEDS").unwrap_or(200);
